@@ -1,0 +1,165 @@
+"""Activity: stream one LLM turn into the run's event log.
+
+Deltas go straight from the provider to Redis; only the finished turn's text comes back to the
+workflow. A retried attempt (worker crash, provider cut) continues the run's seq after whatever
+the previous attempt wrote and first emits ``turn_reset`` so clients drop that turn's partial
+text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from copilot.events.log import EventLog, writer_epoch
+from copilot.providers.base import ConvMessage, Credentials, Delta, ProviderError, TurnRequest
+from copilot.providers.registry import ProviderRegistry
+from copilot.store import repo
+from copilot.types import (
+    EV_CONTENT,
+    EV_REASONING,
+    EV_TOOL_GENERATING,
+    EV_TURN_RESET,
+    StreamTurnInput,
+    StreamTurnResult,
+)
+
+HEARTBEAT_EVERY_S = 1.0
+
+
+class LlmActivities:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        event_log: EventLog,
+        providers: ProviderRegistry,
+        provider_timeout_s: float,
+    ) -> None:
+        self._sessions = sessions
+        self._log = event_log
+        self._providers = providers
+        self._timeout_s = provider_timeout_s
+
+    @activity.defn
+    async def stream_llm_turn(self, input: StreamTurnInput) -> StreamTurnResult:
+        info = activity.info()
+        writer = _TurnWriter(self._log, input, info.attempt)
+        await writer.open(await self._resume_point(input, info.heartbeat_details))
+        heartbeat = asyncio.create_task(_heartbeat_loop(writer))
+        try:
+            provider = self._providers.get(input.provider)
+            request = TurnRequest(
+                model=input.model,
+                messages=await self._conversation(input),
+                credentials=self._credentials(input),
+                system=None,
+                timeout_s=self._timeout_s,
+            )
+            output = await provider.stream_turn(request, writer.emit)
+        except ProviderError as exc:
+            raise ApplicationError(
+                exc.message,
+                {"status": exc.status},
+                type=exc.code,
+                non_retryable=not exc.retryable,
+                next_retry_delay=(
+                    timedelta(seconds=exc.retry_after_s) if exc.retry_after_s is not None else None
+                ),
+            ) from None
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        await writer.flush()
+        return StreamTurnResult(
+            content=output.content,
+            last_seq=writer.next_seq - 1,
+            usage=output.usage,
+            stop_reason=output.stop_reason,
+            attempt=info.attempt,
+        )
+
+    async def _resume_point(self, input: StreamTurnInput, details: Any) -> int:
+        """The first seq this attempt may write: after anything an earlier attempt wrote."""
+        after = input.seq_start - 1
+        if details:
+            with contextlib.suppress(TypeError, ValueError, IndexError):
+                after = max(after, int(details[0]))
+        return max(after, await self._log.last_seq(input.run_id)) + 1
+
+    async def _conversation(self, input: StreamTurnInput) -> list[ConvMessage]:
+        async with self._sessions() as session:
+            rows = await repo.conversation_rows(session, chat_id=input.chat_id, run_id=input.run_id)
+        return [ConvMessage(role=row.role, content=row.content) for row in rows if row.content]
+
+    def _credentials(self, input: StreamTurnInput) -> Credentials:
+        return self._providers.env_credentials(input.provider)
+
+
+class _TurnWriter:
+    """Numbers this attempt's events and writes them under its fence."""
+
+    def __init__(self, log: EventLog, input: StreamTurnInput, attempt: int) -> None:
+        self._log = log
+        self._input = input
+        self._attempt = attempt
+        self._epoch = writer_epoch(input.seq_start, attempt)
+        self.next_seq = input.seq_start
+        self.last_beat = time.monotonic()
+
+    async def open(self, first_seq: int) -> None:
+        self.next_seq = first_seq
+        events: list[dict[str, Any]] = []
+        if first_seq == self._input.seq_start:
+            events.extend(self._input.prelude)
+        if self._attempt > 1:
+            events.append(
+                {"type": EV_TURN_RESET, "turn": self._input.turn, "attempt": self._attempt}
+            )
+        await self._write(events)
+
+    async def emit(self, delta: Delta) -> None:
+        if delta.kind == "content":
+            event: dict[str, Any] = {"type": EV_CONTENT, "data": delta.text}
+        elif delta.kind == "reasoning":
+            event = {"type": EV_REASONING, "data": delta.text}
+        elif delta.kind == "tool_generating":
+            event = {"type": EV_TOOL_GENERATING, "toolName": delta.tool_name}
+        else:
+            return
+        event["turn"] = self._input.turn
+        await self._write([event])
+        self._beat()
+
+    async def flush(self) -> None:
+        self._beat(force=True)
+
+    async def _write(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        numbered = []
+        for event in events:
+            numbered.append({**event, "seq": self.next_seq, "runId": self._input.run_id})
+            self.next_seq += 1
+        await self._log.append(self._input.run_id, self._epoch, numbered)
+
+    def _beat(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last_beat >= HEARTBEAT_EVERY_S / 2:
+            self.last_beat = now
+            activity.heartbeat(self.next_seq - 1)
+
+
+async def _heartbeat_loop(writer: _TurnWriter) -> None:
+    """Heartbeat while the provider is silent (long time to first token)."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
+        writer._beat()

@@ -1,0 +1,66 @@
+"""The FastAPI application: ``create_app`` and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
+
+from api.errors import install_error_handlers
+from api.routes import chat, chats, health
+from api.state import AppState
+from copilot.config import Settings
+from copilot.events.log import EventLog
+from copilot.store.engine import make_engine, make_sessionmaker
+from copilot.temporal import connect
+
+log = logging.getLogger("copilot.api")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.require_runtime()
+        assert settings.database_url and settings.redis_url  # checked by require_runtime
+        engine = make_engine(settings.database_url)
+        redis = Redis.from_url(settings.redis_url, max_connections=256)
+        temporal = await connect(settings)
+        app.state.copilot = AppState(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            redis=redis,
+            event_log=EventLog(redis, retention_s=settings.event_log_ttl_s),
+            temporal=temporal,
+        )
+        if settings.dev_mode:
+            log.warning("COPILOT_API_KEY is not set: development mode, no auth (loopback only)")
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Durable Copilot",
+        version="0.1.0",
+        summary="Crash-proof copilot server: every request is a Temporal workflow.",
+        lifespan=lifespan,
+    )
+    if settings.cors_origins.strip():
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["content-type", "x-api-key", "last-event-id"],
+            expose_headers=["x-stream-token", "x-run-id", "x-chat-id"],
+        )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(chat.router)
+    app.include_router(chats.router)
+    return app

@@ -1,0 +1,104 @@
+"""Native interactive routes: start a run and stream it; rejoin; snapshot."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from api.deps import PrincipalDep, SessionDep, StateDep
+from api.runs import StartedRun, start_chat_run, stream_token_for
+from api.schemas import ChatRequest
+from api.sse import run_frames, sse_response
+from copilot.auth import Principal, authenticate, verify_stream_token
+from copilot.errors import InvalidRequest, NotFound
+from copilot.events.fold import fold_events
+from copilot.store import repo
+
+router = APIRouter(tags=["native"])
+
+
+@router.post("/api/copilot/chat", summary="Start a run and stream its events (SSE)")
+async def chat(body: ChatRequest, state: StateDep, principal: PrincipalDep) -> StreamingResponse:
+    run = await start_chat_run(state, principal, body, interactive=True)
+    token = stream_token_for(state, principal, run)
+    frames = run_frames(state.event_log, run.run_id, after=0, ping_s=state.settings.sse_ping_s)
+    return sse_response(
+        frames,
+        {"X-Stream-Token": token, "X-Run-Id": run.run_id, "X-Chat-Id": run.chat_id},
+    )
+
+
+def _parse_after(last_event_id: str | None, after: int | None) -> int:
+    raw: Any = last_event_id if last_event_id not in (None, "") else after
+    if raw is None:
+        return 0
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise InvalidRequest("Last-Event-ID must be an integer seq") from None
+    if value < 0:
+        raise InvalidRequest("Last-Event-ID must not be negative")
+    return value
+
+
+@router.get("/api/copilot/runs/{run_id}/events", summary="(Re)join a run's event stream")
+async def run_events(
+    run_id: str,
+    state: StateDep,
+    session: SessionDep,
+    x_api_key: Annotated[str | None, Header()] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
+    token: Annotated[str | None, Query()] = None,
+    user_id: Annotated[str | None, Query(alias="userId")] = None,
+) -> StreamingResponse:
+    principal: Principal
+    if token is not None and not x_api_key:
+        principal = verify_stream_token(
+            state.settings.stream_token_key_bytes,
+            token,
+            run_id=run_id,
+            max_ttl_s=state.settings.stream_token_ttl_s,
+        )
+    else:
+        principal = authenticate(state.settings, x_api_key)
+    acting = principal.acting_user(user_id)
+    run = await repo.get_run(session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id)
+    if run is None:
+        raise NotFound("run not found", code="run_not_found")
+    start = _parse_after(last_event_id, after)
+    frames = run_frames(state.event_log, run_id, after=start, ping_s=state.settings.sse_ping_s)
+    return sse_response(frames, {"X-Run-Id": run_id})
+
+
+@router.get("/api/copilot/runs/{run_id}", summary="A run's snapshot as JSON")
+async def run_snapshot(
+    run_id: str,
+    state: StateDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    user_id: Annotated[str | None, Query(alias="userId")] = None,
+) -> dict[str, Any]:
+    acting = principal.acting_user(user_id)
+    run = await repo.get_run(session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id)
+    if run is None:
+        raise NotFound("run not found", code="run_not_found")
+    events = await state.event_log.read_after(run_id, 0, count=100_000)
+    folded = fold_events(e.event for e in events)
+    out = repo.run_summary(run)
+    out.update(
+        {
+            "content": folded.content,
+            "lastSeq": folded.last_seq,
+            "toolCalls": [],
+            "pending": [],
+            "streamToken": stream_token_for(
+                state,
+                principal,
+                StartedRun(run_id=run.id, chat_id=run.chat_id, user_id=run.user_id, created=False),
+            ),
+        }
+    )
+    return out

@@ -1,0 +1,44 @@
+"""Request bodies (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Mode = Literal["agent", "build", "plan", "ask", "chat"]
+ProviderField = Literal["anthropic", "openai", "ollama", "copilot-backend"]
+
+
+class ClientTool(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = Field("", max_length=10_000)
+    input_schema: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object"}, alias="inputSchema"
+    )
+    requires_confirmation: bool = Field(False, alias="requiresConfirmation")
+
+
+class ChatRequest(BaseModel):
+    """One body for all chat routes (CONTRACT.md, "Chat request")."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    message: str = Field(min_length=1, max_length=100_000)
+    user_id: str | None = Field(None, alias="userId", min_length=1, max_length=200)
+    chat_id: str | None = Field(
+        None, alias="chatId", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$"
+    )
+    message_id: str | None = Field(None, alias="messageId", min_length=1, max_length=128)
+    workflow_id: str | None = Field(None, alias="workflowId", max_length=200)
+    mode: Mode = "agent"
+    model: str | None = Field(None, max_length=200)
+    provider: ProviderField | None = None
+    tools: list[ClientTool] = Field(default_factory=list, max_length=256)
+    auto_execute_tools: bool | None = Field(None, alias="autoExecuteTools")
+    on_active_run: Literal["reject", "interrupt"] = Field("reject", alias="onActiveRun")
+    timeout: int = Field(300_000, ge=1, le=3_600_000)
+    wait: bool = True
+    conversation_id: str | None = Field(None, alias="conversationId", max_length=200)

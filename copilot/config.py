@@ -1,0 +1,119 @@
+"""Settings: one pydantic-settings class, read once at process start and passed down.
+
+Nothing else in the code base reads the environment. Secrets are ``SecretStr`` so they never
+show up in a repr, a log line or a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProviderName = Literal["anthropic", "openai", "ollama", "copilot-backend"]
+
+_HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message says how to fix it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- server -------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", alias="HOST")
+    port: int = Field(3001, alias="PORT")
+    copilot_api_key: SecretStr | None = Field(None, alias="COPILOT_API_KEY")
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+    data_dir: str = Field(".copilot-data", alias="COPILOT_DATA_DIR")
+    cors_origins: str = Field("", alias="CORS_ORIGINS")
+    max_body_bytes: int = Field(1024 * 1024, alias="MAX_BODY_BYTES")
+
+    # --- secrets the server owns --------------------------------------------------------------
+    encryption_key: SecretStr | None = Field(None, alias="ENCRYPTION_KEY")
+    stream_token_secret: SecretStr | None = Field(None, alias="STREAM_TOKEN_SECRET")
+
+    # --- backing services ---------------------------------------------------------------------
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    temporal_address: str | None = Field(None, alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", alias="TEMPORAL_NAMESPACE")
+    temporal_task_queue: str = Field("copilot", alias="TEMPORAL_TASK_QUEUE")
+    temporal_tls_cert: str | None = Field(None, alias="TEMPORAL_TLS_CERT")
+    temporal_tls_key: str | None = Field(None, alias="TEMPORAL_TLS_KEY")
+    temporal_tls_ca: str | None = Field(None, alias="TEMPORAL_TLS_CA")
+    temporal_tls_server_name: str | None = Field(None, alias="TEMPORAL_TLS_SERVER_NAME")
+    temporal_api_key: SecretStr | None = Field(None, alias="TEMPORAL_API_KEY")
+
+    # --- providers ----------------------------------------------------------------------------
+    default_provider: ProviderName = Field("openai", alias="DEFAULT_PROVIDER")
+    default_model: str = Field("gpt-4o-mini", alias="DEFAULT_MODEL")
+    openai_api_key: SecretStr | None = Field(None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
+    anthropic_api_key: SecretStr | None = Field(None, alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(None, alias="ANTHROPIC_BASE_URL")
+    ollama_url: str = Field("http://127.0.0.1:11434", alias="OLLAMA_URL")
+    provider_timeout_s: float = Field(120.0, alias="PROVIDER_TIMEOUT_S")
+
+    # --- runs -----------------------------------------------------------------------------------
+    run_timeout_s: int = Field(30 * 60, alias="RUN_TIMEOUT")
+    event_log_ttl_s: int = Field(24 * 3600, alias="EVENT_LOG_TTL")
+    sse_ping_s: float = Field(15.0, alias="SSE_PING_INTERVAL")
+    stream_token_ttl_s: int = Field(15 * 60, alias="STREAM_TOKEN_TTL")
+
+    @field_validator("stream_token_ttl_s")
+    @classmethod
+    def _token_ttl_bounded(cls, value: int) -> int:
+        if not 1 <= value <= 15 * 60:
+            raise ValueError("STREAM_TOKEN_TTL must be between 1 and 900 seconds")
+        return value
+
+    @cached_property
+    def encryption_key_bytes(self) -> bytes:
+        return parse_hex_key(self.encryption_key, "ENCRYPTION_KEY")
+
+    @cached_property
+    def stream_token_key_bytes(self) -> bytes:
+        return parse_hex_key(self.stream_token_secret, "STREAM_TOKEN_SECRET")
+
+    @property
+    def dev_mode(self) -> bool:
+        """No admin key: development mode (no auth, loopback only)."""
+        return self.copilot_api_key is None or not self.copilot_api_key.get_secret_value()
+
+    def require_runtime(self) -> None:
+        """Refuse to start an API or worker that lacks what it needs, saying how to fix it."""
+        missing = [
+            name
+            for name, value in (
+                ("DATABASE_URL", self.database_url),
+                ("REDIS_URL", self.redis_url),
+                ("TEMPORAL_ADDRESS", self.temporal_address),
+            )
+            if not value
+        ]
+        if missing:
+            raise SettingsError(
+                f"{', '.join(missing)} not set. Run `copilot dev` to start everything embedded, "
+                "or set them (see .env.example)."
+            )
+        self.encryption_key_bytes  # noqa: B018 - validates the key
+        self.stream_token_key_bytes  # noqa: B018
+
+
+def parse_hex_key(value: SecretStr | None, name: str) -> bytes:
+    if value is None or not value.get_secret_value():
+        raise SettingsError(
+            f"{name} is not set. Generate one with "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'` "
+            "(`copilot dev` does this for you in its data folder)."
+        )
+    raw = value.get_secret_value().strip()
+    if not _HEX_KEY.match(raw):
+        raise SettingsError(f"{name} must be 32 bytes written as 64 hex characters.")
+    return bytes.fromhex(raw)

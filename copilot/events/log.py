@@ -1,0 +1,142 @@
+"""The per-run event log: one Redis Stream per run, entry id ``<seq>-0``.
+
+Why a Stream and not pub/sub: a reader that was away (reload, network drop, API restart) can
+replay from its last seq, and a live reader blocks on the same key. Using the run's own seq as
+the entry id makes replay ``XRANGE (seq`` and makes writes idempotent: Redis refuses an id
+that is not greater than the last one, so a retried write of an event that already landed is a
+no-op instead of a duplicate.
+
+Writers are fenced by an *epoch* (``seq_start * 1000 + attempt``): a writer whose activity
+attempt has been superseded (it lost its heartbeat but still streams) finds a higher epoch in
+the fence key and its writes are refused, so two attempts never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from copilot.types import EV_DONE
+
+_APPEND = """
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+local epoch = tonumber(ARGV[1])
+if epoch < cur then return -1 end
+if epoch > cur then redis.call('SET', KEYS[2], ARGV[1]) end
+for i = 2, #ARGV, 2 do
+  local ok = redis.pcall('XADD', KEYS[1], ARGV[i] .. '-0', 'd', ARGV[i + 1])
+  if type(ok) == 'table' and ok.err then
+    if not string.find(ok.err, 'equal or smaller') then return redis.error_reply(ok.err) end
+  end
+end
+return 1
+"""
+
+
+class WriterFenced(Exception):
+    """A newer attempt owns this run's log; this writer must stop."""
+
+
+def stream_key(run_id: str) -> str:
+    return f"copilot:run:{run_id}:events"
+
+
+def fence_key(run_id: str) -> str:
+    return f"copilot:run:{run_id}:fence"
+
+
+def writer_epoch(seq_start: int, attempt: int) -> int:
+    return seq_start * 1000 + min(attempt, 999)
+
+
+def encode_frame(event: dict[str, Any]) -> str:
+    """One SSE frame for an event that already carries ``type`` and ``seq``."""
+    data = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n"
+
+
+@dataclass
+class LogEntry:
+    seq: int
+    event: dict[str, Any]
+
+
+class EventLog:
+    """Reads and writes run event logs. One instance per process, sharing one Redis pool."""
+
+    def __init__(self, redis: Redis, *, retention_s: int) -> None:
+        self._redis = redis
+        self._retention_s = retention_s
+        self._append = redis.register_script(_APPEND)
+
+    async def append(
+        self, run_id: str, epoch: int, events: list[dict[str, Any]]
+    ) -> None:
+        """Write events (each with ``seq``) atomically under ``epoch``'s fence."""
+        if not events:
+            return
+        argv: list[Any] = [epoch]
+        for event in events:
+            argv.append(event["seq"])
+            argv.append(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+        result = await self._append(keys=[stream_key(run_id), fence_key(run_id)], args=argv)
+        if int(result) < 0:
+            raise WriterFenced(f"run {run_id}: a newer writer owns the log")
+
+    async def finish(self, run_id: str) -> None:
+        """The run is over: keep its log for the retention period, then let it expire."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.expire(stream_key(run_id), self._retention_s)
+        pipe.expire(fence_key(run_id), self._retention_s)
+        await pipe.execute()
+
+    async def last_seq(self, run_id: str) -> int:
+        entries = await self._redis.xrevrange(stream_key(run_id), count=1)
+        if not entries:
+            return 0
+        return _seq_of(entries[0][0])
+
+    async def first_seq(self, run_id: str) -> int:
+        entries = await self._redis.xrange(stream_key(run_id), count=1)
+        if not entries:
+            return 0
+        return _seq_of(entries[0][0])
+
+    async def read_after(self, run_id: str, after: int, count: int = 1000) -> list[LogEntry]:
+        entries = await self._redis.xrange(stream_key(run_id), min=f"({after}-0", count=count)
+        return [_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def follow(
+        self, run_id: str, after: int, *, block_ms: int
+    ) -> AsyncIterator[LogEntry | None]:
+        """Yield entries after ``after`` until ``done``; ``None`` when ``block_ms`` passes idle."""
+        key = stream_key(run_id)
+        last = after
+        while True:
+            batch = await self.read_after(run_id, last)
+            if not batch:
+                reply = await self._redis.xread({key: f"{last}-0"}, count=1000, block=block_ms)
+                if not reply:
+                    yield None
+                    continue
+                batch = [_entry(entry_id, fields) for entry_id, fields in reply[0][1]]
+            for entry in batch:
+                last = entry.seq
+                yield entry
+                if entry.event.get("type") == EV_DONE:
+                    return
+
+
+def _seq_of(entry_id: bytes | str) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[0])
+
+
+def _entry(entry_id: bytes | str, fields: dict[Any, Any]) -> LogEntry:
+    raw = fields.get(b"d") if b"d" in fields else fields.get("d")
+    payload = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return LogEntry(seq=_seq_of(entry_id), event=json.loads(payload))

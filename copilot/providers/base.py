@@ -1,0 +1,166 @@
+"""The provider interface: stream one turn of a normalised conversation.
+
+A provider turns ``TurnRequest`` (messages, tool specs, model, credentials) into a stream of
+``Delta`` callbacks and a final ``TurnOutput``. It never retries: Temporal owns retries, so
+every SDK client is built with ``max_retries=0`` and every failure is raised as a
+``ProviderError`` that says whether a retry can help and after how long.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from copilot.types import Usage
+
+
+@dataclass
+class ToolSpec:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass
+class ToolCall:
+    id: str  # ours (tc_<uuid>), never the provider's
+    name: str
+    arguments: dict[str, Any]
+    provider_id: str | None = None
+
+
+@dataclass
+class ConvMessage:
+    """A provider-neutral message.
+
+    ``role``: ``user``, ``assistant`` or ``tool``. Assistant messages may carry tool calls and
+    provider-specific ``blocks`` (e.g. Anthropic thinking blocks with their signatures), tool
+    messages a ``tool_call_id`` and the result text.
+    """
+
+    role: str
+    content: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+    is_error: bool = False
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Credentials:
+    api_key: str | None
+    base_url: str | None
+
+
+@dataclass
+class TurnRequest:
+    model: str
+    messages: list[ConvMessage]
+    credentials: Credentials
+    system: str | None = None
+    tools: list[ToolSpec] = field(default_factory=list)
+    max_tokens: int = 4096
+    timeout_s: float = 120.0
+
+
+@dataclass
+class Delta:
+    kind: str  # "content" | "reasoning" | "tool_generating"
+    text: str = ""
+    tool_name: str | None = None
+    tool_index: int | None = None
+
+
+@dataclass
+class TurnOutput:
+    content: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    reasoning: str = ""
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: str = "stop"
+
+
+Emit = Callable[[Delta], Awaitable[None]]
+
+
+class ProviderError(Exception):
+    """A provider call failed. ``retryable`` says whether the same call may succeed later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        code: str = "provider_error",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.code = code
+
+
+class Provider(Protocol):
+    name: ClassVar[str]
+    label: ClassVar[str]
+    # Capabilities, so callers never switch on the provider's name.
+    supports_tools: ClassVar[bool]
+    supports_reasoning: ClassVar[bool]
+
+    async def stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput: ...
+
+
+def status_error(label: str, status: int, detail: str, retry_after_s: float | None) -> ProviderError:
+    """Map an HTTP status from a provider to a ``ProviderError`` whose text says what to fix."""
+    detail = detail.strip()[:300]
+    if status in (401, 403):
+        return ProviderError(
+            f"{label} rejected the API key for this user ({status}). Set a valid key with "
+            f"PUT /api/copilot/keys/<provider> or in the server's environment.",
+            retryable=False,
+            status=status,
+            code="provider_auth",
+        )
+    if status == 404:
+        return ProviderError(
+            f"{label} does not know this model or endpoint (404): {detail}",
+            retryable=False,
+            status=status,
+            code="provider_not_found",
+        )
+    if status == 429:
+        return ProviderError(
+            f"{label} is rate limiting requests (429); retrying.",
+            retryable=True,
+            status=status,
+            retry_after_s=retry_after_s,
+            code="provider_rate_limited",
+        )
+    if status >= 500:
+        return ProviderError(
+            f"{label} failed with {status}: {detail}",
+            retryable=True,
+            status=status,
+            retry_after_s=retry_after_s,
+        )
+    return ProviderError(
+        f"{label} rejected the request ({status}): {detail}",
+        retryable=False,
+        status=status,
+        code="provider_bad_request",
+    )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -1,0 +1,181 @@
+"""OpenAI chat completions streaming (and any OpenAI-compatible server via base URL)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import openai
+
+from copilot.providers.base import (
+    ConvMessage,
+    Delta,
+    Emit,
+    ProviderError,
+    ToolCall,
+    TurnOutput,
+    TurnRequest,
+    parse_retry_after,
+    status_error,
+)
+from copilot.types import Usage
+
+
+def to_openai_messages(system: str | None, messages: list[ConvMessage]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if system:
+        out.append({"role": "system", "content": system})
+    for msg in messages:
+        if msg.role == "tool":
+            out.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": msg.content})
+        elif msg.role == "assistant":
+            item: dict[str, Any] = {"role": "assistant", "content": msg.content or None}
+            if msg.tool_calls:
+                item["tool_calls"] = [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                    }
+                    for call in msg.tool_calls
+                ]
+            out.append(item)
+        else:
+            out.append({"role": "user", "content": msg.content})
+    return out
+
+
+class _ToolAcc:
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name = ""
+        self.args = ""
+
+
+class OpenAIProvider:
+    name: ClassVar[str] = "openai"
+    label: ClassVar[str] = "OpenAI"
+    supports_tools: ClassVar[bool] = True
+    supports_reasoning: ClassVar[bool] = True
+
+    def __init__(self, *, new_tool_id: Any) -> None:
+        self._new_tool_id = new_tool_id
+
+    async def stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
+        client = openai.AsyncOpenAI(
+            api_key=request.credentials.api_key or "not-set",
+            base_url=request.credentials.base_url,
+            max_retries=0,  # Temporal owns retries
+            timeout=request.timeout_s,
+        )
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": to_openai_messages(request.system, request.messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if request.tools:
+            kwargs["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.input_schema,
+                    },
+                }
+                for t in request.tools
+            ]
+        content: list[str] = []
+        reasoning: list[str] = []
+        tools: dict[int, _ToolAcc] = {}
+        usage = Usage()
+        finish: str | None = None
+        try:
+            async with client:
+                stream = await client.chat.completions.create(**kwargs)
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = Usage(
+                            input_tokens=chunk.usage.prompt_tokens or 0,
+                            output_tokens=chunk.usage.completion_tokens or 0,
+                        )
+                    for choice in chunk.choices:
+                        delta = choice.delta
+                        extra = delta.model_extra or {}
+                        thought = extra.get("reasoning_content") or extra.get("reasoning")
+                        if isinstance(thought, str) and thought:
+                            reasoning.append(thought)
+                            await emit(Delta(kind="reasoning", text=thought))
+                        if delta.content:
+                            content.append(delta.content)
+                            await emit(Delta(kind="content", text=delta.content))
+                        for frag in delta.tool_calls or []:
+                            acc = tools.get(frag.index)
+                            if acc is None:
+                                acc = tools[frag.index] = _ToolAcc()
+                            if frag.id:
+                                acc.id = frag.id
+                            if frag.function and frag.function.name:
+                                acc.name += frag.function.name
+                                await emit(
+                                    Delta(
+                                        kind="tool_generating",
+                                        tool_name=acc.name,
+                                        tool_index=frag.index,
+                                    )
+                                )
+                            if frag.function and frag.function.arguments:
+                                acc.args += frag.function.arguments
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
+        except openai.APIStatusError as exc:
+            raise status_error(
+                self.label,
+                exc.status_code,
+                _detail(exc),
+                parse_retry_after(exc.response.headers.get("retry-after")),
+            ) from None
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise ProviderError(
+                f"{self.label} could not be reached: {exc}", retryable=True
+            ) from None
+        except (openai.APIError, ValueError) as exc:
+            raise ProviderError(
+                f"{self.label} sent a malformed stream: {exc}", retryable=True
+            ) from None
+        if finish is None:
+            raise ProviderError(
+                f"{self.label} ended the stream before its final frame (cut mid-answer).",
+                retryable=True,
+            )
+        calls = [_tool_call(acc, self._new_tool_id(), self.label) for _, acc in sorted(tools.items())]
+        return TurnOutput(
+            content="".join(content),
+            tool_calls=calls,
+            reasoning="".join(reasoning),
+            usage=usage,
+            stop_reason="tool_use" if calls else finish,
+        )
+
+
+def _detail(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and "message" in err:
+            return str(err["message"])
+    return str(exc.message)
+
+
+def _tool_call(acc: _ToolAcc, our_id: str, label: str) -> ToolCall:
+    try:
+        args = json.loads(acc.args) if acc.args.strip() else {}
+    except json.JSONDecodeError:
+        raise ProviderError(
+            f"{label} sent tool call arguments that are not JSON: {acc.args[:200]!r}",
+            retryable=True,
+        ) from None
+    if not isinstance(args, dict):
+        args = {"value": args}
+    return ToolCall(id=our_id, name=acc.name, arguments=args, provider_id=acc.id)

@@ -1,0 +1,91 @@
+"""Provider registry and model routing (CONTRACT.md, chat request ``model``/``provider``)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from copilot.config import Settings
+from copilot.errors import InvalidRequest
+from copilot.providers.base import Credentials, Provider
+
+PROVIDER_NAMES = ("anthropic", "openai", "ollama", "copilot-backend")
+
+# Model-name prefixes, most specific first. ``strip`` removes the routing prefix from the name
+# sent to the provider (``ollama:llama3`` is ``llama3`` to Ollama).
+_PREFIXES: tuple[tuple[str, str, bool], ...] = (
+    ("ollama:", "ollama", True),
+    ("backend:", "copilot-backend", True),
+    ("claude", "anthropic", False),
+    ("gpt-", "openai", False),
+    ("o1", "openai", False),
+    ("o3", "openai", False),
+    ("o4", "openai", False),
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    provider: str
+    model: str  # as requested (shown to users, stored on the chat)
+    provider_model: str  # as sent to the provider
+
+
+def route_model(model: str | None, provider: str | None, settings: Settings) -> Route:
+    model = (model or settings.default_model).strip()
+    if not model:
+        raise InvalidRequest("model must not be empty", details=[{"field": "model"}])
+    for prefix, name, strip in _PREFIXES:
+        if model.startswith(prefix):
+            routed, sent = name, model[len(prefix) :] if strip else model
+            break
+    else:
+        routed, sent = settings.default_provider, model
+    if provider is not None:
+        if provider not in PROVIDER_NAMES:
+            raise InvalidRequest(
+                f"unknown provider {provider!r}; use one of {', '.join(PROVIDER_NAMES)}",
+                details=[{"field": "provider"}],
+            )
+        routed = provider
+    if not sent:
+        raise InvalidRequest(f"model {model!r} names no model after its prefix")
+    return Route(provider=routed, model=model, provider_model=sent)
+
+
+def new_tool_call_id() -> str:
+    return f"tc_{uuid.uuid4()}"
+
+
+class ProviderRegistry:
+    """Provider instances keyed by name, built once per worker."""
+
+    def __init__(self, settings: Settings) -> None:
+        from copilot.providers.openai_provider import OpenAIProvider
+
+        self._settings = settings
+        self._providers: dict[str, Provider] = {
+            "openai": OpenAIProvider(new_tool_id=new_tool_call_id),
+        }
+
+    def register(self, provider: Provider) -> None:
+        self._providers[provider.name] = provider
+
+    def get(self, name: str) -> Provider:
+        try:
+            return self._providers[name]
+        except KeyError:
+            raise InvalidRequest(f"provider {name!r} is not available on this server") from None
+
+    def env_credentials(self, name: str) -> Credentials:
+        """The server's own credentials for a provider (used when the user has none)."""
+        s = self._settings
+        if name == "openai":
+            key = s.openai_api_key.get_secret_value() if s.openai_api_key else None
+            return Credentials(api_key=key, base_url=s.openai_base_url)
+        if name == "anthropic":
+            key = s.anthropic_api_key.get_secret_value() if s.anthropic_api_key else None
+            return Credentials(api_key=key, base_url=s.anthropic_base_url)
+        if name == "ollama":
+            return Credentials(api_key=None, base_url=s.ollama_url)
+        return Credentials(api_key=None, base_url=None)

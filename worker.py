@@ -1,0 +1,69 @@
+"""The Temporal worker: builds every dependency once, injects it into the activity classes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from redis.asyncio import Redis
+from temporalio.worker import Worker
+
+from activities.chats import ChatActivities
+from activities.events import EventActivities
+from activities.llm import LlmActivities
+from copilot.config import Settings
+from copilot.events.log import EventLog
+from copilot.providers.registry import ProviderRegistry
+from copilot.store.engine import make_engine, make_sessionmaker
+from copilot.temporal import connect
+from workflows.chat import ChatWorkflow
+
+log = logging.getLogger("copilot.worker")
+
+
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    settings.require_runtime()
+    assert settings.database_url and settings.redis_url  # checked by require_runtime
+    engine = make_engine(settings.database_url)
+    redis = Redis.from_url(settings.redis_url, max_connections=64)
+    event_log = EventLog(redis, retention_s=settings.event_log_ttl_s)
+    sessions = make_sessionmaker(engine)
+    llm = LlmActivities(
+        sessions=sessions,
+        event_log=event_log,
+        providers=ProviderRegistry(settings),
+        provider_timeout_s=settings.provider_timeout_s,
+    )
+    chats = ChatActivities(sessions)
+    events = EventActivities(event_log)
+    client = await connect(settings)
+    worker = Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[ChatWorkflow],
+        activities=[
+            llm.stream_llm_turn,
+            chats.save_assistant_message,
+            events.publish_events,
+            events.last_event_seq,
+        ],
+        max_concurrent_activities=500,
+    )
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker polling task queue %r on %s (namespace %s)",
+        settings.temporal_task_queue,
+        settings.temporal_address,
+        settings.temporal_namespace,
+    )
+    try:
+        async with worker:
+            await stop.wait()
+            log.info("worker stopping: finishing in-flight tasks")
+    finally:
+        await redis.aclose()
+        await engine.dispose()
