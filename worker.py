@@ -23,10 +23,9 @@ log = logging.getLogger("copilot.worker")
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    settings.require_runtime()
-    assert settings.database_url and settings.redis_url  # checked by require_runtime
-    engine = make_engine(settings.database_url)
-    redis = Redis.from_url(settings.redis_url, max_connections=64)
+    database_url, redis_url, _ = settings.runtime_urls()
+    engine = make_engine(database_url)
+    redis = Redis.from_url(redis_url, max_connections=64)
     event_log = EventLog(redis, retention_s=settings.event_log_ttl_s)
     sessions = make_sessionmaker(engine)
     llm = LlmActivities(

@@ -24,10 +24,9 @@ log = logging.getLogger("copilot.api")
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.require_runtime()
-        assert settings.database_url and settings.redis_url  # checked by require_runtime
-        engine = make_engine(settings.database_url)
-        redis = Redis.from_url(settings.redis_url, max_connections=256)
+        database_url, redis_url, _ = settings.runtime_urls()
+        engine = make_engine(database_url)
+        redis = Redis.from_url(redis_url, max_connections=256)
         temporal = await connect(settings)
         app.state.copilot = AppState(
             settings=settings,

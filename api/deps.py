@@ -29,9 +29,7 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_principal(
-    state: StateDep, x_api_key: Annotated[str | None, Header()] = None
-) -> Principal:
+def get_principal(state: StateDep, x_api_key: Annotated[str | None, Header()] = None) -> Principal:
     return authenticate(state.settings, x_api_key)
 
 

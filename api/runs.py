@@ -84,10 +84,10 @@ async def start_chat_run(
                 "the workflow engine is unavailable; try again shortly",
                 extra={"runId": run.id},
             ) from exc
-        log.info("run %s started (chat %s, %s/%s)", run.id, run.chat_id, route.provider, route.model)
-    return StartedRun(
-        run_id=run.id, chat_id=run.chat_id, user_id=user_id, created=started.created
-    )
+        log.info(
+            "run %s started (chat %s, %s/%s)", run.id, run.chat_id, route.provider, route.model
+        )
+    return StartedRun(run_id=run.id, chat_id=run.chat_id, user_id=user_id, created=started.created)
 
 
 def stream_token_for(state: AppState, principal: Principal, run: StartedRun) -> str:

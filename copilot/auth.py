@@ -47,9 +47,7 @@ def authenticate(settings: Settings, api_key: str | None) -> Principal:
     if not api_key:
         raise Unauthorized("missing x-api-key header")
     assert settings.copilot_api_key is not None
-    if hmac.compare_digest(
-        api_key.encode(), settings.copilot_api_key.get_secret_value().encode()
-    ):
+    if hmac.compare_digest(api_key.encode(), settings.copilot_api_key.get_secret_value().encode()):
         return Principal(kind="admin", tenant_id=DEFAULT_TENANT, user_id=None)
     raise Unauthorized("invalid API key")
 
@@ -86,7 +84,9 @@ def verify_stream_token(key: bytes, token: str, *, run_id: str, max_ttl_s: int) 
         raise Unauthorized("malformed stream token") from None
     now = time.time()
     if expiry < now or expiry > now + max_ttl_s + 5:
-        raise Unauthorized("stream token expired: fetch a fresh one from GET /api/copilot/runs/{runId}")
+        raise Unauthorized(
+            "stream token expired: fetch a fresh one from GET /api/copilot/runs/{runId}"
+        )
     if token_run != run_id:
         raise Unauthorized("this stream token is for another run")
     return Principal(kind="stream", tenant_id=tenant_id, user_id=user_id, run_id=run_id)

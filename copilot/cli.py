@@ -59,6 +59,7 @@ def setup_logging(level: str) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("temporalio").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _is_loopback(host: str) -> bool:
@@ -174,7 +175,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     if settings.dev_mode and not _is_loopback(host):
         raise SettingsError("development mode (no COPILOT_API_KEY) listens on loopback only")
     require_port(port, "API", "PORT or --port")
-    say = lambda msg: print(f"  {msg}", flush=True)  # noqa: E731
+
+    def say(msg: str) -> None:
+        print(f"  {msg}", flush=True)
+
     print(f"Durable Copilot dev: data in {data_dir}", flush=True)
     ports = Ports(
         temporal=args.temporal_port,
@@ -201,7 +205,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        assert emb.database_url and emb.redis_url and emb.temporal_address
+        assert emb.database_url is not None
+        assert emb.redis_url is not None
+        assert emb.temporal_address is not None
         from copilot.store.migrate import upgrade
 
         upgrade(emb.database_url)
@@ -269,18 +275,25 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--no-ui", action="store_true", help="start Temporal without its Web UI")
     dev.set_defaults(func=cmd_dev)
 
-    api = sub.add_parser("api", help="run the HTTP API (needs DATABASE_URL, REDIS_URL, ...)",
-                         description="Run the FastAPI server. Any number can run side by side.")  # fmt: skip
+    api = sub.add_parser(
+        "api",
+        help="run the HTTP API (needs DATABASE_URL, REDIS_URL, ...)",
+        description="Run the FastAPI server. Any number can run side by side.",
+    )
     api.add_argument("--host", default=None, help="bind address (default HOST or 127.0.0.1)")
     api.add_argument("--port", type=int, default=None, help="port (default PORT or 3001)")
     api.set_defaults(func=cmd_api)
 
-    worker = sub.add_parser("worker", help="run a Temporal worker",
-                            description="Run a worker. Any number can run side by side.")  # fmt: skip
+    worker = sub.add_parser(
+        "worker",
+        help="run a Temporal worker",
+        description="Run a worker. Any number can run side by side.",
+    )
     worker.set_defaults(func=cmd_worker)
 
-    migrate = sub.add_parser("migrate", help="apply database migrations",
-                             description="Apply Alembic migrations to DATABASE_URL.")  # fmt: skip
+    migrate = sub.add_parser(
+        "migrate", help="apply database migrations", description="Apply migrations to DATABASE_URL."
+    )
     migrate.set_defaults(func=cmd_migrate)
     return parser
 

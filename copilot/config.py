@@ -26,45 +26,45 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     # --- server -------------------------------------------------------------------------------
-    host: str = Field("127.0.0.1", alias="HOST")
-    port: int = Field(3001, alias="PORT")
-    copilot_api_key: SecretStr | None = Field(None, alias="COPILOT_API_KEY")
-    log_level: str = Field("INFO", alias="LOG_LEVEL")
-    data_dir: str = Field(".copilot-data", alias="COPILOT_DATA_DIR")
-    cors_origins: str = Field("", alias="CORS_ORIGINS")
-    max_body_bytes: int = Field(1024 * 1024, alias="MAX_BODY_BYTES")
+    host: str = Field("127.0.0.1", validation_alias="HOST")
+    port: int = Field(3001, validation_alias="PORT")
+    copilot_api_key: SecretStr | None = Field(None, validation_alias="COPILOT_API_KEY")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    data_dir: str = Field(".copilot-data", validation_alias="COPILOT_DATA_DIR")
+    cors_origins: str = Field("", validation_alias="CORS_ORIGINS")
+    max_body_bytes: int = Field(1024 * 1024, validation_alias="MAX_BODY_BYTES")
 
     # --- secrets the server owns --------------------------------------------------------------
-    encryption_key: SecretStr | None = Field(None, alias="ENCRYPTION_KEY")
-    stream_token_secret: SecretStr | None = Field(None, alias="STREAM_TOKEN_SECRET")
+    encryption_key: SecretStr | None = Field(None, validation_alias="ENCRYPTION_KEY")
+    stream_token_secret: SecretStr | None = Field(None, validation_alias="STREAM_TOKEN_SECRET")
 
     # --- backing services ---------------------------------------------------------------------
-    database_url: str | None = Field(None, alias="DATABASE_URL")
-    redis_url: str | None = Field(None, alias="REDIS_URL")
-    temporal_address: str | None = Field(None, alias="TEMPORAL_ADDRESS")
-    temporal_namespace: str = Field("default", alias="TEMPORAL_NAMESPACE")
-    temporal_task_queue: str = Field("copilot", alias="TEMPORAL_TASK_QUEUE")
-    temporal_tls_cert: str | None = Field(None, alias="TEMPORAL_TLS_CERT")
-    temporal_tls_key: str | None = Field(None, alias="TEMPORAL_TLS_KEY")
-    temporal_tls_ca: str | None = Field(None, alias="TEMPORAL_TLS_CA")
-    temporal_tls_server_name: str | None = Field(None, alias="TEMPORAL_TLS_SERVER_NAME")
-    temporal_api_key: SecretStr | None = Field(None, alias="TEMPORAL_API_KEY")
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    temporal_address: str | None = Field(None, validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
+    temporal_task_queue: str = Field("copilot", validation_alias="TEMPORAL_TASK_QUEUE")
+    temporal_tls_cert: str | None = Field(None, validation_alias="TEMPORAL_TLS_CERT")
+    temporal_tls_key: str | None = Field(None, validation_alias="TEMPORAL_TLS_KEY")
+    temporal_tls_ca: str | None = Field(None, validation_alias="TEMPORAL_TLS_CA")
+    temporal_tls_server_name: str | None = Field(None, validation_alias="TEMPORAL_TLS_SERVER_NAME")
+    temporal_api_key: SecretStr | None = Field(None, validation_alias="TEMPORAL_API_KEY")
 
     # --- providers ----------------------------------------------------------------------------
-    default_provider: ProviderName = Field("openai", alias="DEFAULT_PROVIDER")
-    default_model: str = Field("gpt-4o-mini", alias="DEFAULT_MODEL")
-    openai_api_key: SecretStr | None = Field(None, alias="OPENAI_API_KEY")
-    openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
-    anthropic_api_key: SecretStr | None = Field(None, alias="ANTHROPIC_API_KEY")
-    anthropic_base_url: str | None = Field(None, alias="ANTHROPIC_BASE_URL")
-    ollama_url: str = Field("http://127.0.0.1:11434", alias="OLLAMA_URL")
-    provider_timeout_s: float = Field(120.0, alias="PROVIDER_TIMEOUT_S")
+    default_provider: ProviderName = Field("openai", validation_alias="DEFAULT_PROVIDER")
+    default_model: str = Field("gpt-4o-mini", validation_alias="DEFAULT_MODEL")
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(None, validation_alias="ANTHROPIC_BASE_URL")
+    ollama_url: str = Field("http://127.0.0.1:11434", validation_alias="OLLAMA_URL")
+    provider_timeout_s: float = Field(120.0, validation_alias="PROVIDER_TIMEOUT_S")
 
     # --- runs -----------------------------------------------------------------------------------
-    run_timeout_s: int = Field(30 * 60, alias="RUN_TIMEOUT")
-    event_log_ttl_s: int = Field(24 * 3600, alias="EVENT_LOG_TTL")
-    sse_ping_s: float = Field(15.0, alias="SSE_PING_INTERVAL")
-    stream_token_ttl_s: int = Field(15 * 60, alias="STREAM_TOKEN_TTL")
+    run_timeout_s: int = Field(30 * 60, validation_alias="RUN_TIMEOUT")
+    event_log_ttl_s: int = Field(24 * 3600, validation_alias="EVENT_LOG_TTL")
+    sse_ping_s: float = Field(15.0, validation_alias="SSE_PING_INTERVAL")
+    stream_token_ttl_s: int = Field(15 * 60, validation_alias="STREAM_TOKEN_TTL")
 
     @field_validator("stream_token_ttl_s")
     @classmethod
@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     def dev_mode(self) -> bool:
         """No admin key: development mode (no auth, loopback only)."""
         return self.copilot_api_key is None or not self.copilot_api_key.get_secret_value()
+
+    def runtime_urls(self) -> tuple[str, str, str]:
+        """(DATABASE_URL, REDIS_URL, TEMPORAL_ADDRESS), or a SettingsError saying what to set."""
+        self.require_runtime()
+        assert self.database_url is not None
+        assert self.redis_url is not None
+        assert self.temporal_address is not None
+        return self.database_url, self.redis_url, self.temporal_address
 
     def require_runtime(self) -> None:
         """Refuse to start an API or worker that lacks what it needs, saying how to fix it."""

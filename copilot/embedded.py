@@ -130,7 +130,7 @@ def spawn(
             env=env,
             user=user,
             cwd=cwd,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     finally:
         if log_path and out is not None:

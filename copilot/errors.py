@@ -1,16 +1,16 @@
 """The one error hierarchy. The API renders any ``AppError`` as the contract's error body.
 
-    AppError (500 internal)
-    ├── InvalidRequest (400 invalid_request, + details)
-    ├── Unauthorized (401 unauthorized)
-    ├── Forbidden (403 user_mismatch)
-    ├── NotFound (404 <thing>_not_found)
-    ├── Conflict (409 run_active | already_decided | not_waiting | ...)
-    ├── TooLarge (413 too_large)
-    ├── RateLimited (429 rate_limited)
-    ├── ProviderFailure (502 provider_error)
-    ├── Unavailable (503 unavailable)
-    └── Timeout (504 timeout)
+AppError (500 internal)
+├── InvalidRequest (400 invalid_request, + details)
+├── Unauthorized (401 unauthorized)
+├── Forbidden (403 user_mismatch)
+├── NotFound (404 <thing>_not_found)
+├── Conflict (409 run_active | already_decided | not_waiting | ...)
+├── TooLarge (413 too_large)
+├── RateLimited (429 rate_limited)
+├── ProviderFailure (502 provider_error)
+├── Unavailable (503 unavailable)
+└── Timeout (504 timeout)
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -46,7 +47,9 @@ def services() -> Iterator[Services]:
         temporal_address=os.environ.get("TEMPORAL_ADDRESS"),
         headless=True,
     )
-    assert emb.database_url and emb.redis_url and emb.temporal_address
+    assert emb.database_url is not None
+    assert emb.redis_url is not None
+    assert emb.temporal_address is not None
     upgrade(emb.database_url)
     yield Services(emb.database_url, emb.redis_url, emb.temporal_address, data_dir, emb)
     emb.stop()
@@ -141,6 +144,14 @@ def stack(services: Services, fake_provider: FakeProviderServer) -> Iterator[Sta
 async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as c:
         yield c
+
+
+async def provider_requests(provider: FakeProviderServer, key: str) -> list[dict[str, Any]]:
+    """What the fake provider received for a scenario key."""
+    async with httpx.AsyncClient() as c:
+        resp = await c.get(f"{provider.url}/_requests", params={"key": key})
+    requests: list[dict[str, Any]] = resp.json()["requests"]
+    return requests
 
 
 def scenario(provider: FakeProviderServer, turns: list[dict[str, object]]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import httpx
 
-from tests.conftest import Stack, scenario
+from tests.conftest import Stack, provider_requests, scenario
 from tests.sse import collect
 
 
@@ -57,7 +57,8 @@ async def test_chat_streams_exact_text_with_gapless_seq_and_persists(
         ("user", f"hello {key}"),
         ("assistant", "".join(chunks)),
     ]
-    assert run is not None and run["status"] == "completed" and run["active"] is False
+    assert run is not None
+    assert (run["status"], run["active"]) == ("completed", False)
 
     chat = (await client.get(f"/api/copilot/chats/{chat_id}")).json()
     assert [m["content"] for m in chat["messages"]] == [f"hello {key}", "".join(chunks)]
@@ -76,7 +77,7 @@ async def test_second_message_sees_history_and_gets_next_run_id(
     assert "".join(f.data["data"] for f in frames2 if f.data["type"] == "content") == (
         "second answer"
     )
-    seen = httpx.get(f"{stack.provider.url}/_requests", params={"key": key}).json()["requests"]
+    seen = await provider_requests(stack.provider, key)
     roles = [(m["role"], m["content"]) for m in seen[-1]["body"]["messages"]]
     assert roles == [("user", f"one {key}"), ("assistant", "first answer"), ("user", "two")]
     assert seen[-1]["headers"]["authorization"] == "Bearer sk-test-openai"
@@ -119,7 +120,7 @@ async def test_same_message_id_returns_the_first_run(
     second, frames2 = await _chat(client, body)
     assert first.headers["x-run-id"] == second.headers["x-run-id"]
     assert [f.data for f in frames2] == [f.data for f in frames]
-    seen = httpx.get(f"{stack.provider.url}/_requests", params={"key": key}).json()["requests"]
+    seen = await provider_requests(stack.provider, key)
     assert len(seen) == 1
 
 

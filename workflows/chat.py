@@ -118,13 +118,14 @@ class ChatWorkflow:
         return await self._finish(input, error_code)
 
     async def _last_seq_after_failure(self) -> int:
-        return await workflow.execute_activity(
+        last: int = await workflow.execute_activity(
             "last_event_seq",
             self._run_id,
             result_type=int,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=IO_RETRY,
         )
+        return last
 
     async def _finish(self, input: ChatRunInput, error_code: str | None) -> ChatRunResult:
         content = "".join(self._content)

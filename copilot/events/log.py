@@ -73,9 +73,7 @@ class EventLog:
         self._retention_s = retention_s
         self._append = redis.register_script(_APPEND)
 
-    async def append(
-        self, run_id: str, epoch: int, events: list[dict[str, Any]]
-    ) -> None:
+    async def append(self, run_id: str, epoch: int, events: list[dict[str, Any]]) -> None:
         """Write events (each with ``seq``) atomically under ``epoch``'s fence."""
         if not events:
             return
@@ -95,19 +93,19 @@ class EventLog:
         await pipe.execute()
 
     async def last_seq(self, run_id: str) -> int:
-        entries = await self._redis.xrevrange(stream_key(run_id), count=1)
+        entries: Any = await self._redis.xrevrange(stream_key(run_id), count=1)
         if not entries:
             return 0
         return _seq_of(entries[0][0])
 
     async def first_seq(self, run_id: str) -> int:
-        entries = await self._redis.xrange(stream_key(run_id), count=1)
+        entries: Any = await self._redis.xrange(stream_key(run_id), count=1)
         if not entries:
             return 0
         return _seq_of(entries[0][0])
 
     async def read_after(self, run_id: str, after: int, count: int = 1000) -> list[LogEntry]:
-        entries = await self._redis.xrange(stream_key(run_id), min=f"({after}-0", count=count)
+        entries: Any = await self._redis.xrange(stream_key(run_id), min=f"({after}-0", count=count)
         return [_entry(entry_id, fields) for entry_id, fields in entries]
 
     async def follow(
@@ -119,7 +117,7 @@ class EventLog:
         while True:
             batch = await self.read_after(run_id, last)
             if not batch:
-                reply = await self._redis.xread({key: f"{last}-0"}, count=1000, block=block_ms)
+                reply: Any = await self._redis.xread({key: f"{last}-0"}, count=1000, block=block_ms)
                 if not reply:
                     yield None
                     continue

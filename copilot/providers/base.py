@@ -116,7 +116,9 @@ class Provider(Protocol):
     async def stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput: ...
 
 
-def status_error(label: str, status: int, detail: str, retry_after_s: float | None) -> ProviderError:
+def status_error(
+    label: str, status: int, detail: str, retry_after_s: float | None
+) -> ProviderError:
     """Map an HTTP status from a provider to a ``ProviderError`` whose text says what to fix."""
     detail = detail.strip()[:300]
     if status in (401, 403):

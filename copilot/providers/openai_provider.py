@@ -149,7 +149,9 @@ class OpenAIProvider:
                 f"{self.label} ended the stream before its final frame (cut mid-answer).",
                 retryable=True,
             )
-        calls = [_tool_call(acc, self._new_tool_id(), self.label) for _, acc in sorted(tools.items())]
+        calls = [
+            _tool_call(acc, self._new_tool_id(), self.label) for _, acc in sorted(tools.items())
+        ]
         return TurnOutput(
             content="".join(content),
             tool_calls=calls,

@@ -204,11 +204,11 @@ async def save_assistant_message(
         "output_tokens": output_tokens,
     }
     stmt = insert(Message).values(**values)
-    stmt = stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         constraint="uq_messages_run_role",
         set_={k: stmt.excluded[k] for k in values if k not in ("id", "chat_id", "run_id", "role")},
     ).returning(Message.id)
-    saved_id = await session.scalar(stmt)
+    saved_id = await session.scalar(upsert)
     await session.execute(
         update(Run)
         .where(Run.id == run_id)

@@ -79,7 +79,9 @@ def _texts(messages: list[Any]) -> list[str]:
         if isinstance(content, str):
             out.append(content)
         elif isinstance(content, list):
-            out.extend(str(b.get("text", b.get("content", ""))) for b in content if isinstance(b, dict))
+            out.extend(
+                str(b.get("text", b.get("content", ""))) for b in content if isinstance(b, dict)
+            )
     return out
 
 
@@ -169,8 +171,9 @@ async def openai_chat(request: Request) -> Response:
         for n, call in enumerate(turn.get("tool_calls", [])):
             args = json.dumps(call.get("arguments", {}))
             half = len(args) // 2
-            yield _oa(model, {"tool_calls": [{"index": n, "id": f"call_{n}", "type": "function",
-                                              "function": {"name": call["name"], "arguments": args[:half]}}]})  # fmt: skip
+            head = {"name": call["name"], "arguments": args[:half]}
+            first = {"index": n, "id": f"call_{n}", "type": "function", "function": head}
+            yield _oa(model, {"tool_calls": [first]})
             yield _oa(model, {"tool_calls": [{"index": n, "function": {"arguments": args[half:]}}]})
         finish = "tool_calls" if turn.get("tool_calls") else "stop"
         yield _oa(model, {}, finish)
