@@ -1,0 +1,88 @@
+"""The event log against real Redis: idempotent writes, fencing, replay, follow."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from copilot.events.log import EventLog, WriterFenced, encode_frame, writer_epoch
+from tests.conftest import Services
+
+
+@pytest.fixture
+async def log(services: Services) -> AsyncIterator[EventLog]:
+    redis = Redis.from_url(services.redis_url)
+    yield EventLog(redis, retention_s=60)
+    await redis.aclose()
+
+
+def _ev(seq: int, kind: str = "content", **extra: object) -> dict[str, object]:
+    return {"type": kind, "seq": seq, "runId": "r", **extra}
+
+
+async def test_a_retried_write_never_lands_twice(log: EventLog) -> None:
+    run = f"r-{uuid.uuid4().hex}"
+    epoch = writer_epoch(1, 1)
+    await log.append(run, epoch, [_ev(1), _ev(2, data="a")])
+    await log.append(run, epoch, [_ev(2, data="a"), _ev(3, data="b")])  # a retried batch
+    entries = await log.read_after(run, 0)
+    assert [e.seq for e in entries] == [1, 2, 3]
+    assert await log.last_seq(run) == 3
+
+
+async def test_a_superseded_writer_is_fenced(log: EventLog) -> None:
+    run = f"r-{uuid.uuid4().hex}"
+    await log.append(run, writer_epoch(1, 1), [_ev(1)])
+    await log.append(run, writer_epoch(1, 2), [_ev(2, "turn_reset", turn=1, attempt=2)])
+    with pytest.raises(WriterFenced):
+        await log.append(run, writer_epoch(1, 1), [_ev(3, data="zombie")])
+    # the next activity of the run (higher seq_start) writes on
+    await log.append(run, writer_epoch(3, 1), [_ev(3, "done")])
+    assert [e.event["type"] for e in await log.read_after(run, 0)] == [
+        "content",
+        "turn_reset",
+        "done",
+    ]
+
+
+async def test_follow_replays_then_waits_live_then_ends_at_done(log: EventLog) -> None:
+    run = f"r-{uuid.uuid4().hex}"
+    await log.append(run, writer_epoch(1, 1), [_ev(1), _ev(2)])
+    seen: list[int] = []
+    live = asyncio.Event()
+
+    async def reader() -> None:
+        async for entry in log.follow(run, 1, block_ms=50):
+            if entry is None:
+                live.set()
+                continue
+            seen.append(entry.seq)
+
+    task = asyncio.create_task(reader())
+    await asyncio.wait_for(live.wait(), 10)  # it has caught up and is blocking on Redis
+    await log.append(run, writer_epoch(3, 1), [_ev(3), _ev(4, "done")])
+    await asyncio.wait_for(task, 10)
+    assert seen == [2, 3, 4]
+
+
+async def test_finish_sets_retention(log: EventLog, services: Services) -> None:
+    run = f"r-{uuid.uuid4().hex}"
+    await log.append(run, 1000, [_ev(1, "done")])
+    await log.finish(run)
+    redis = Redis.from_url(services.redis_url)
+    try:
+        ttl = await redis.ttl(f"copilot:run:{run}:events")
+    finally:
+        await redis.aclose()
+    assert 0 < ttl <= 60
+
+
+def test_frames_carry_id_event_and_flat_data() -> None:
+    frame = encode_frame({"type": "content", "seq": 7, "runId": "r", "data": "hé"})
+    assert frame == (
+        'id: 7\nevent: content\ndata: {"type":"content","seq":7,"runId":"r","data":"hé"}\n\n'
+    )

@@ -1,0 +1,79 @@
+"""Fast unit tests: model routing, stream tokens, the client fold rule, settings."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from copilot.auth import issue_stream_token, verify_stream_token
+from copilot.config import Settings, SettingsError, parse_hex_key
+from copilot.errors import InvalidRequest, Unauthorized
+from copilot.events.fold import fold_events
+from copilot.providers.registry import route_model
+
+KEY = bytes(range(32))
+
+
+@pytest.mark.parametrize(
+    ("model", "provider", "expected"),
+    [
+        ("claude-sonnet-4", None, ("anthropic", "claude-sonnet-4")),
+        ("gpt-4o", None, ("openai", "gpt-4o")),
+        ("o3-mini", None, ("openai", "o3-mini")),
+        ("o4-mini", None, ("openai", "o4-mini")),
+        ("o1", None, ("openai", "o1")),
+        ("ollama:llama3.2", None, ("ollama", "llama3.2")),
+        ("backend:copilot", None, ("copilot-backend", "copilot")),
+        ("mistral-large", None, ("openai", "mistral-large")),  # DEFAULT_PROVIDER
+        ("my-model", "anthropic", ("anthropic", "my-model")),
+    ],
+)
+def test_model_routing(model: str, provider: str | None, expected: tuple[str, str]) -> None:
+    route = route_model(model, provider, Settings(DEFAULT_PROVIDER="openai"))
+    assert (route.provider, route.provider_model) == expected
+    assert route.model == model
+
+
+def test_routing_rejects_unknown_provider_and_empty_names() -> None:
+    with pytest.raises(InvalidRequest):
+        route_model("x", "nope", Settings())
+    with pytest.raises(InvalidRequest):
+        route_model("ollama:", None, Settings())
+
+
+def test_stream_token_binds_run_and_expires() -> None:
+    token = issue_stream_token(KEY, tenant_id="t", user_id="u", run_id="r1", ttl_s=60)
+    principal = verify_stream_token(KEY, token, run_id="r1", max_ttl_s=900)
+    assert (principal.tenant_id, principal.user_id, principal.run_id) == ("t", "u", "r1")
+    with pytest.raises(Unauthorized):
+        verify_stream_token(KEY, token, run_id="r2", max_ttl_s=900)
+    with pytest.raises(Unauthorized):
+        verify_stream_token(bytes(32), token, run_id="r1", max_ttl_s=900)
+    old = issue_stream_token(KEY, tenant_id="t", user_id="u", run_id="r1", ttl_s=60, now=0)
+    with pytest.raises(Unauthorized, match="expired"):
+        verify_stream_token(KEY, old, run_id="r1", max_ttl_s=900)
+    with pytest.raises(Unauthorized):
+        verify_stream_token(KEY, "garbage", run_id="r1", max_ttl_s=900)
+
+
+def test_fold_applies_turn_reset_and_snapshot() -> None:
+    events = [
+        {"type": "start", "seq": 1},
+        {"type": "content", "seq": 2, "turn": 1, "data": "Hel"},
+        {"type": "turn_reset", "seq": 3, "turn": 1, "attempt": 2},
+        {"type": "content", "seq": 4, "turn": 1, "data": "Hello"},
+        {"type": "content", "seq": 5, "turn": 2, "data": " world"},
+        {"type": "done", "seq": 6, "data": {"status": "completed"}},
+    ]
+    folded = fold_events(events)
+    assert (folded.content, folded.status, folded.last_seq) == ("Hello world", "completed", 6)
+    snap = fold_events([{"type": "snapshot", "seq": 9, "data": {"content": "X", "status": "running"}}])
+    assert (snap.content, snap.last_seq) == ("X", 9)
+
+
+def test_hex_keys_are_validated_with_a_helpful_message() -> None:
+    with pytest.raises(SettingsError, match="64 hex"):
+        parse_hex_key(SecretStr("abc"), "ENCRYPTION_KEY")
+    with pytest.raises(SettingsError, match="not set"):
+        parse_hex_key(None, "ENCRYPTION_KEY")
+    assert parse_hex_key(SecretStr("00" * 32), "X") == bytes(32)
