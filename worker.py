@@ -6,17 +6,20 @@ import asyncio
 import logging
 import signal
 
+import httpx
 from redis.asyncio import Redis
 from temporalio.worker import Worker
 
 from activities.chats import ChatActivities
 from activities.events import EventActivities
 from activities.llm import LlmActivities
+from activities.tools import ToolActivities
 from copilot.config import Settings
 from copilot.events.log import EventLog
 from copilot.providers.registry import ProviderRegistry
 from copilot.store.engine import make_engine, make_sessionmaker
 from copilot.temporal import connect
+from copilot.tools.registry import ToolRegistry
 from workflows.chat import ChatWorkflow
 
 log = logging.getLogger("copilot.worker")
@@ -28,14 +31,27 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     redis = Redis.from_url(redis_url, max_connections=64)
     event_log = EventLog(redis, retention_s=settings.event_log_ttl_s)
     sessions = make_sessionmaker(engine)
+    tool_registry = ToolRegistry(settings.extra_tool_modules)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(settings.client_tool_timeout_s, connect=10))
     llm = LlmActivities(
         sessions=sessions,
         event_log=event_log,
         providers=ProviderRegistry(settings),
+        tools=tool_registry,
         provider_timeout_s=settings.provider_timeout_s,
     )
-    chats = ChatActivities(sessions)
+    chats = ChatActivities(sessions, event_log)
     events = EventActivities(event_log)
+    tools = ToolActivities(
+        registry=tool_registry,
+        sessions=sessions,
+        http=http,
+        sim_app_url=settings.sim_app_url,
+        sim_app_api_key=(
+            settings.sim_app_api_key.get_secret_value() if settings.sim_app_api_key else None
+        ),
+        max_result_bytes=settings.max_tool_result_bytes,
+    )
     client = await connect(settings)
     worker = Worker(
         client,
@@ -46,6 +62,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             chats.save_assistant_message,
             events.publish_events,
             events.last_event_seq,
+            tools.execute_server_tool,
+            tools.delegate_client_tool,
+            tools.record_tool_calls,
         ],
         max_concurrent_activities=500,
     )
@@ -64,5 +83,6 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             await stop.wait()
             log.info("worker stopping: finishing in-flight tasks")
     finally:
+        await http.aclose()
         await redis.aclose()
         await engine.dispose()

@@ -5,31 +5,47 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from copilot.conversation import turns_to_blocks
+from copilot.events.fold import fold_events
+from copilot.events.log import EventLog
 from copilot.store import repo
 from copilot.types import SaveAssistantMessageInput, SaveAssistantMessageResult
 
 
 class ChatActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], event_log: EventLog) -> None:
         self._sessions = sessions
+        self._log = event_log
 
     @activity.defn
     async def save_assistant_message(
         self, input: SaveAssistantMessageInput
     ) -> SaveAssistantMessageResult:
         """Idempotent upsert of the run's assistant message; also closes the run's row."""
+        content = input.content
+        blocks = turns_to_blocks(input.turns)
+        if input.partial_turn is not None:
+            # An aborted turn: the workflow never saw its text, the event log did.
+            entries = await self._log.read_after(input.run_id, 0, count=1_000_000)
+            partial = fold_events(
+                e.event for e in entries if e.event.get("turn") == input.partial_turn
+            ).content
+            if partial:
+                content += partial
+                blocks.append({"type": "text", "text": partial, "partial": True})
         async with self._sessions.begin() as session:
             message_id = await repo.save_assistant_message(
                 session,
                 run_id=input.run_id,
                 chat_id=input.chat_id,
-                content=input.content,
+                content=content,
                 status=input.status,
-                blocks=[{"type": "text", "text": input.content}] if input.content else [],
-                tool_calls=[],
+                blocks=blocks,
+                tool_calls=input.tool_calls,
                 input_tokens=input.usage.input_tokens,
                 output_tokens=input.usage.output_tokens,
                 error=input.error,
                 error_code=input.error_code,
+                title=input.title,
             )
-        return SaveAssistantMessageResult(message_id=message_id)
+        return SaveAssistantMessageResult(message_id=message_id, content=content)

@@ -18,10 +18,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from copilot.conversation import blocks_to_conversation, turns_to_blocks
 from copilot.events.log import EventLog, writer_epoch
-from copilot.providers.base import ConvMessage, Credentials, Delta, ProviderError, TurnRequest
+from copilot.providers.base import (
+    ConvMessage,
+    Credentials,
+    Delta,
+    ProviderError,
+    ToolSpec,
+    TurnRequest,
+)
 from copilot.providers.registry import ProviderRegistry
 from copilot.store import repo
+from copilot.tools.registry import ToolRegistry
 from copilot.types import (
     EV_CONTENT,
     EV_REASONING,
@@ -29,9 +38,14 @@ from copilot.types import (
     EV_TURN_RESET,
     StreamTurnInput,
     StreamTurnResult,
+    ToolCallData,
 )
 
 HEARTBEAT_EVERY_S = 1.0
+SYSTEM_PROMPT = (
+    "You are a copilot inside a workflow-builder app. Answer clearly and concisely. Use the "
+    "tools you are given when they help; never invent tool results."
+)
 
 
 class LlmActivities:
@@ -41,11 +55,13 @@ class LlmActivities:
         sessions: async_sessionmaker[AsyncSession],
         event_log: EventLog,
         providers: ProviderRegistry,
+        tools: ToolRegistry,
         provider_timeout_s: float,
     ) -> None:
         self._sessions = sessions
         self._log = event_log
         self._providers = providers
+        self._tools = tools
         self._timeout_s = provider_timeout_s
 
     @activity.defn
@@ -60,7 +76,8 @@ class LlmActivities:
                 model=input.model,
                 messages=await self._conversation(input),
                 credentials=self._credentials(input),
-                system=None,
+                system=SYSTEM_PROMPT,
+                tools=self._offered_tools(input),
                 timeout_s=self._timeout_s,
             )
             output = await provider.stream_turn(request, writer.emit)
@@ -85,7 +102,16 @@ class LlmActivities:
             usage=output.usage,
             stop_reason=output.stop_reason,
             attempt=info.attempt,
+            tool_calls=[ToolCallData(c.id, c.name, c.arguments) for c in output.tool_calls],
+            blocks=output.blocks,
         )
+
+    def _offered_tools(self, input: StreamTurnInput) -> list[ToolSpec]:
+        if not input.offer_tools:
+            return []
+        client = [ToolSpec(t.name, t.description, t.input_schema) for t in input.client_tools]
+        declared = {t.name for t in client}
+        return [t for t in self._tools.specs() if t.name not in declared] + client
 
     async def _resume_point(self, input: StreamTurnInput, details: Any) -> int:
         """The first seq this attempt may write: after anything an earlier attempt wrote."""
@@ -96,9 +122,14 @@ class LlmActivities:
         return max(after, await self._log.last_seq(input.run_id)) + 1
 
     async def _conversation(self, input: StreamTurnInput) -> list[ConvMessage]:
+        """Earlier messages of the chat from PostgreSQL, then this run's finished turns."""
         async with self._sessions() as session:
             rows = await repo.conversation_rows(session, chat_id=input.chat_id, run_id=input.run_id)
-        return [ConvMessage(role=row.role, content=row.content) for row in rows if row.content]
+        messages: list[ConvMessage] = []
+        for row in rows:
+            messages.extend(blocks_to_conversation(row.role, row.blocks, row.content))
+        messages.extend(blocks_to_conversation("assistant", turns_to_blocks(input.prior_turns), ""))
+        return messages
 
     def _credentials(self, input: StreamTurnInput) -> Credentials:
         return self._providers.env_credentials(input.provider)
@@ -132,7 +163,11 @@ class _TurnWriter:
         elif delta.kind == "reasoning":
             event = {"type": EV_REASONING, "data": delta.text}
         elif delta.kind == "tool_generating":
-            event = {"type": EV_TOOL_GENERATING, "toolName": delta.tool_name}
+            event = {
+                "type": EV_TOOL_GENERATING,
+                "toolCallId": delta.tool_call_id,
+                "toolName": delta.tool_name,
+            }
         else:
             return
         event["turn"] = self._input.turn

@@ -11,12 +11,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
 from api.errors import install_error_handlers
-from api.routes import chat, chats, health
+from api.routes import chat, chats, health, runs, tools
 from api.state import AppState
 from copilot.config import Settings
 from copilot.events.log import EventLog
 from copilot.store.engine import make_engine, make_sessionmaker
 from copilot.temporal import connect
+from copilot.tools.registry import ToolRegistry
 
 log = logging.getLogger("copilot.api")
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
             redis=redis,
             event_log=EventLog(redis, retention_s=settings.event_log_ttl_s),
             temporal=temporal,
+            tools=ToolRegistry(settings.extra_tool_modules),
         )
         if settings.dev_mode:
             log.warning("COPILOT_API_KEY is not set: development mode, no auth (loopback only)")
@@ -62,4 +64,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(chat.router)
     app.include_router(chats.router)
+    app.include_router(runs.router)
+    app.include_router(tools.router)
     return app

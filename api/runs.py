@@ -1,22 +1,28 @@
-"""Starting runs: the one path every chat route takes."""
+"""Starting and stopping runs: the one path every chat route takes."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from api.schemas import ChatRequest
 from api.state import AppState
 from copilot.auth import Principal, issue_stream_token
-from copilot.errors import Unavailable
+from copilot.errors import Conflict, Unavailable
 from copilot.providers.registry import route_model
 from copilot.store import repo
-from copilot.types import ChatRunInput
+from copilot.types import AbortInput, AbortResult, ChatRunInput, ToolSpecData
 
 log = logging.getLogger("copilot.api")
+
+INTERRUPT_WAIT_S = 30.0
 
 
 @dataclass
@@ -27,11 +33,54 @@ class StartedRun:
     created: bool
 
 
+async def abort_run(state: AppState, run_id: str) -> None:
+    """Ask the run's workflow to stop; 409 when it has already finished."""
+    handle = state.temporal.get_workflow_handle(run_id)
+    try:
+        await handle.execute_update("abort", AbortInput(), result_type=AbortResult)
+    except (WorkflowUpdateFailedError, RPCError) as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, ApplicationError) and cause.type != "finished":
+            raise
+        raise Conflict("the run has already finished", code="run_finished") from None
+
+
 async def start_chat_run(
-    state: AppState, principal: Principal, body: ChatRequest, *, interactive: bool
+    state: AppState,
+    principal: Principal,
+    body: ChatRequest,
+    *,
+    interactive: bool,
+    host_executed: bool = False,
 ) -> StartedRun:
+    try:
+        return await _start(state, principal, body, interactive, host_executed)
+    except Conflict as exc:
+        if exc.code != "run_active" or body.on_active_run != "interrupt":
+            raise
+        active = exc.extra.get("runId")
+        if active:
+            log.info("interrupting run %s for a new message", active)
+            with contextlib.suppress(Conflict):  # it may have finished on its own meanwhile
+                await abort_run(state, str(active))
+            handle = state.temporal.get_workflow_handle(str(active))
+            try:
+                await asyncio.wait_for(handle.result(), INTERRUPT_WAIT_S)
+            except Exception as wait_exc:  # the old run's outcome is not this request's
+                log.warning("interrupted run %s ended with %r", active, wait_exc)
+        return await _start(state, principal, body, interactive, host_executed)
+
+
+async def _start(
+    state: AppState,
+    principal: Principal,
+    body: ChatRequest,
+    interactive: bool,
+    host_executed: bool,
+) -> StartedRun:
+    settings = state.settings
     user_id = principal.acting_user(body.user_id)
-    route = route_model(body.model, body.provider, state.settings)
+    route = route_model(body.model, body.provider, settings)
     async with state.sessions.begin() as session:
         started = await repo.start_run(
             session,
@@ -48,8 +97,8 @@ async def start_chat_run(
             interactive=interactive,
         )
         run = started.run
-        user_message_id = body.message_id or run.id
     if started.created:
+        auto = body.auto_execute_tools if body.auto_execute_tools is not None else not interactive
         input = ChatRunInput(
             run_id=run.id,
             chat_id=run.chat_id,
@@ -60,17 +109,32 @@ async def start_chat_run(
             mode=body.mode,
             new_chat=started.new_chat,
             response_id=run.response_id,
-            user_message_id=user_message_id,
-            run_timeout_s=state.settings.run_timeout_s,
+            user_message_id=body.message_id or run.id,
+            run_timeout_s=settings.run_timeout_s,
+            client_tools=[
+                ToolSpecData(t.name, t.description, t.input_schema, t.requires_confirmation)
+                for t in body.tools
+            ],
+            host_executed=host_executed,
+            delegate_client_tools=bool(settings.sim_app_url) and not host_executed,
+            auto_execute=auto,
+            server_tools=sorted(state.tools.names()),
+            confirm_always=sorted(settings.confirm_always),
+            max_turns=settings.max_turns,
+            confirmation_timeout_s=settings.confirmation_timeout_s,
+            client_tool_timeout_s=settings.client_tool_timeout_s,
+            host_workflow_id=body.workflow_id,
+            title_hint=body.message[:200] if started.new_chat else None,
         )
         try:
             await state.temporal.start_workflow(
                 "ChatWorkflow",
                 input,
                 id=run.id,
-                task_queue=state.settings.temporal_task_queue,
+                task_queue=settings.temporal_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                static_summary=f"chat run · {route.provider}/{route.model}",
             )
         except WorkflowAlreadyStartedError:
             pass
@@ -84,9 +148,7 @@ async def start_chat_run(
                 "the workflow engine is unavailable; try again shortly",
                 extra={"runId": run.id},
             ) from exc
-        log.info(
-            "run %s started (chat %s, %s/%s)", run.id, run.chat_id, route.provider, route.model
-        )
+        log.info("run %s started (%s/%s)", run.id, route.provider, route.model)
     return StartedRun(run_id=run.id, chat_id=run.chat_id, user_id=user_id, created=started.created)
 
 

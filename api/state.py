@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from copilot.config import Settings
 from copilot.events.log import EventLog
+from copilot.tools.registry import ToolRegistry
 
 
 @dataclass
@@ -20,3 +21,4 @@ class AppState:
     redis: Redis
     event_log: EventLog
     temporal: Client
+    tools: ToolRegistry

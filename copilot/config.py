@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     ollama_url: str = Field("http://127.0.0.1:11434", validation_alias="OLLAMA_URL")
     provider_timeout_s: float = Field(120.0, validation_alias="PROVIDER_TIMEOUT_S")
 
+    # --- agent loop and tools -----------------------------------------------------------------
+    max_turns: int = Field(25, validation_alias="MAX_TURNS", ge=1, le=200)
+    confirmation_timeout_s: int = Field(600, validation_alias="CONFIRMATION_TIMEOUT", ge=1)
+    client_tool_timeout_s: int = Field(600, validation_alias="CLIENT_TOOL_TIMEOUT", ge=1)
+    tools_requiring_confirmation: str = Field("", validation_alias="TOOLS_REQUIRING_CONFIRMATION")
+    extra_tool_modules: str = Field("", validation_alias="EXTRA_TOOL_MODULES")
+    max_tool_result_bytes: int = Field(256 * 1024, validation_alias="MAX_TOOL_RESULT_BYTES")
+    sim_app_url: str | None = Field(None, validation_alias="SIM_APP_URL")
+    sim_app_api_key: SecretStr | None = Field(None, validation_alias="SIM_APP_API_KEY")
+
     # --- runs -----------------------------------------------------------------------------------
     run_timeout_s: int = Field(30 * 60, validation_alias="RUN_TIMEOUT")
     event_log_ttl_s: int = Field(24 * 3600, validation_alias="EVENT_LOG_TTL")
@@ -80,6 +90,13 @@ class Settings(BaseSettings):
     @cached_property
     def stream_token_key_bytes(self) -> bytes:
         return parse_hex_key(self.stream_token_secret, "STREAM_TOKEN_SECRET")
+
+    @property
+    def confirm_always(self) -> frozenset[str]:
+        """Tools that always wait for a human decision, whatever a request says."""
+        return frozenset(
+            n.strip() for n in self.tools_requiring_confirmation.split(",") if n.strip()
+        )
 
     @property
     def dev_mode(self) -> bool:

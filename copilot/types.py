@@ -49,6 +49,44 @@ class Usage:
 
 
 @dataclass
+class ToolSpecData:
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    requires_confirmation: bool = False
+
+
+@dataclass
+class ToolCallData:
+    id: str  # ours: tc_<uuid>
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ToolOutcome:
+    """How a tool call ended, as the model and the persisted message see it."""
+
+    tool_call_id: str
+    name: str
+    status: str  # success | error | rejected | skipped | cancelled | background
+    result: Any = None
+    error: str | None = None
+    duration_ms: int = 0
+
+
+@dataclass
+class TurnRecord:
+    """One finished LLM turn of the current run, with its tools' outcomes."""
+
+    content: str
+    tool_calls: list[ToolCallData] = field(default_factory=list)
+    outcomes: list[ToolOutcome] = field(default_factory=list)
+    # Provider-specific blocks to replay (e.g. Anthropic thinking with its signature).
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class ChatRunInput:
     """What ``ChatWorkflow`` needs: ids and routing, never message history nor secrets."""
 
@@ -63,6 +101,19 @@ class ChatRunInput:
     response_id: str = ""
     user_message_id: str = ""
     run_timeout_s: int = 1800
+    client_tools: list[ToolSpecData] = field(default_factory=list)
+    # Sim's protocol: client tools are executed by the host, which answers with mark-complete.
+    host_executed: bool = False
+    # SIM_APP_URL is set: client tools are delegated to the host app over HTTP.
+    delegate_client_tools: bool = False
+    auto_execute: bool = False
+    server_tools: list[str] = field(default_factory=list)
+    confirm_always: list[str] = field(default_factory=list)
+    max_turns: int = 25
+    confirmation_timeout_s: int = 600
+    client_tool_timeout_s: int = 600
+    host_workflow_id: str | None = None
+    title_hint: str | None = None
 
 
 @dataclass
@@ -101,6 +152,10 @@ class StreamTurnInput:
     # frames cost no extra activity round trip.
     prelude: list[dict[str, Any]] = field(default_factory=list)
     mode: str = "agent"
+    client_tools: list[ToolSpecData] = field(default_factory=list)
+    offer_tools: bool = True
+    prior_turns: list[TurnRecord] = field(default_factory=list)
+    host_workflow_id: str | None = None
 
 
 @dataclass
@@ -110,6 +165,8 @@ class StreamTurnResult:
     usage: Usage = field(default_factory=Usage)
     stop_reason: str = "stop"
     attempt: int = 1
+    tool_calls: list[ToolCallData] = field(default_factory=list)
+    blocks: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -135,8 +192,69 @@ class SaveAssistantMessageInput:
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
     error_code: str | None = None
+    turns: list[TurnRecord] = field(default_factory=list)
+    # An aborted turn whose partial text only the event log holds.
+    partial_turn: int | None = None
+    # Set the chat's title (first answer of a new chat).
+    title: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
 class SaveAssistantMessageResult:
     message_id: str
+    content: str = ""  # what was persisted (with an aborted turn's partial text)
+
+
+@dataclass
+class ExecuteToolInput:
+    run_id: str
+    chat_id: str
+    tenant_id: str
+    user_id: str
+    tool_call_id: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    host_workflow_id: str | None = None
+
+
+@dataclass
+class RecordToolCallsInput:
+    run_id: str
+    chat_id: str
+    tenant_id: str
+    user_id: str
+    calls: list[ToolCallData]
+    executors: list[str]
+    host_executed: list[bool]
+
+
+@dataclass
+class DecisionInput:
+    tool_call_id: str
+    status: str  # accepted | rejected | background
+    message: str | None = None
+
+
+@dataclass
+class DecisionResult:
+    duplicate: bool = False
+
+
+@dataclass
+class MarkCompleteInput:
+    id: str
+    name: str
+    status: int
+    message: str | None = None
+    data: Any = None
+
+
+@dataclass
+class AbortInput:
+    reason: str = "aborted by the user"
+
+
+@dataclass
+class AbortResult:
+    status: str

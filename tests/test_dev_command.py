@@ -101,7 +101,8 @@ async def test_dev_starts_everything_and_keeps_data_across_restarts(
         run_id, frames = await _chat(dev.url, {"message": key})
         chat_id = frames[0].data["data"]["chatId"]
         assert frames[-1].data["data"]["status"] == "completed"
-        ui = httpx.get(f"http://127.0.0.1:{ports['ui']}/", timeout=10)
+        async with httpx.AsyncClient(timeout=10) as plain:
+            ui = await plain.get(f"http://127.0.0.1:{ports['ui']}/")
         assert ui.status_code == 200
     finally:
         assert dev.stop() == 0

@@ -67,7 +67,9 @@ def test_fold_applies_turn_reset_and_snapshot() -> None:
     ]
     folded = fold_events(events)
     assert (folded.content, folded.status, folded.last_seq) == ("Hello world", "completed", 6)
-    snap = fold_events([{"type": "snapshot", "seq": 9, "data": {"content": "X", "status": "running"}}])
+    snap = fold_events(
+        [{"type": "snapshot", "seq": 9, "data": {"content": "X", "status": "running"}}]
+    )
     assert (snap.content, snap.last_seq) == ("X", 9)
 
 

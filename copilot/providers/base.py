@@ -71,6 +71,7 @@ class Delta:
     text: str = ""
     tool_name: str | None = None
     tool_index: int | None = None
+    tool_call_id: str | None = None  # ours, minted when the call starts streaming
 
 
 @dataclass

@@ -46,7 +46,8 @@ def to_openai_messages(system: str | None, messages: list[ConvMessage]) -> list[
 
 
 class _ToolAcc:
-    def __init__(self) -> None:
+    def __init__(self, our_id: str) -> None:
+        self.our_id = our_id
         self.id: str | None = None
         self.name = ""
         self.args = ""
@@ -113,7 +114,7 @@ class OpenAIProvider:
                         for frag in delta.tool_calls or []:
                             acc = tools.get(frag.index)
                             if acc is None:
-                                acc = tools[frag.index] = _ToolAcc()
+                                acc = tools[frag.index] = _ToolAcc(self._new_tool_id())
                             if frag.id:
                                 acc.id = frag.id
                             if frag.function and frag.function.name:
@@ -123,6 +124,7 @@ class OpenAIProvider:
                                         kind="tool_generating",
                                         tool_name=acc.name,
                                         tool_index=frag.index,
+                                        tool_call_id=acc.our_id,
                                     )
                                 )
                             if frag.function and frag.function.arguments:
@@ -149,9 +151,7 @@ class OpenAIProvider:
                 f"{self.label} ended the stream before its final frame (cut mid-answer).",
                 retryable=True,
             )
-        calls = [
-            _tool_call(acc, self._new_tool_id(), self.label) for _, acc in sorted(tools.items())
-        ]
+        calls = [_tool_call(acc, self.label) for _, acc in sorted(tools.items())]
         return TurnOutput(
             content="".join(content),
             tool_calls=calls,
@@ -170,7 +170,7 @@ def _detail(exc: openai.APIStatusError) -> str:
     return str(exc.message)
 
 
-def _tool_call(acc: _ToolAcc, our_id: str, label: str) -> ToolCall:
+def _tool_call(acc: _ToolAcc, label: str) -> ToolCall:
     try:
         args = json.loads(acc.args) if acc.args.strip() else {}
     except json.JSONDecodeError:
@@ -180,4 +180,4 @@ def _tool_call(acc: _ToolAcc, our_id: str, label: str) -> ToolCall:
         ) from None
     if not isinstance(args, dict):
         args = {"value": args}
-    return ToolCall(id=our_id, name=acc.name, arguments=args, provider_id=acc.id)
+    return ToolCall(id=acc.our_id, name=acc.name, arguments=args, provider_id=acc.id)

@@ -156,3 +156,24 @@ class ProviderKey(Base):
     last4: Mapped[str] = mapped_column(String(4), nullable=False)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+
+
+class ToolCallRow(Base):
+    """Where a tool call lives, so confirm and mark-complete find its run and owner.
+
+    The workflow stays the source of truth for the call's state.
+    """
+
+    __tablename__ = "tool_calls"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        String(200), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    chat_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    tenant_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    executor: Mapped[str] = mapped_column(String(16), nullable=False)
+    host_executed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = _now()

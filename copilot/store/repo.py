@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from copilot.errors import Conflict, NotFound
-from copilot.store.models import Chat, Message, Run
+from copilot.store.models import Chat, Message, Run, ToolCallRow
 from copilot.types import RUN_RUNNING
 
 
@@ -188,6 +188,7 @@ async def save_assistant_message(
     output_tokens: int,
     error: str | None,
     error_code: str | None,
+    title: str | None = None,
 ) -> str:
     """Idempotent: a retried write updates the one assistant message of the run."""
     message_id = new_id("msg")
@@ -222,7 +223,10 @@ async def save_assistant_message(
             finished_at=func.now(),
         )
     )
-    await session.execute(update(Chat).where(Chat.id == chat_id).values(updated_at=func.now()))
+    chat_values: dict[str, Any] = {"updated_at": func.now()}
+    if title:
+        chat_values["title"] = title
+    await session.execute(update(Chat).where(Chat.id == chat_id).values(**chat_values))
     return str(saved_id)
 
 
@@ -264,3 +268,33 @@ def run_summary(run: Run) -> dict[str, Any]:
         "usage": {"inputTokens": run.input_tokens, "outputTokens": run.output_tokens},
         "error": run.error,
     }
+
+
+async def get_tool_call(
+    session: AsyncSession, *, tenant_id: str, tool_call_id: str, user_id: str | None = None
+) -> ToolCallRow | None:
+    """A tool call owned by the tenant (and the user, when given)."""
+    row = await session.get(ToolCallRow, tool_call_id)
+    if row is None or row.tenant_id != tenant_id:
+        return None
+    if user_id is not None and row.user_id != user_id:
+        return None
+    return row
+
+
+async def list_runs(
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    user_id: str,
+    chat_id: str | None,
+    status: str | None,
+    limit: int,
+) -> list[Run]:
+    query = select(Run).where(Run.tenant_id == tenant_id, Run.user_id == user_id)
+    if chat_id:
+        query = query.where(Run.chat_id == chat_id)
+    if status:
+        query = query.where(Run.status == status)
+    rows = await session.scalars(query.order_by(Run.created_at.desc()).limit(limit))
+    return list(rows.all())

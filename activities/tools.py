@@ -1,0 +1,119 @@
+"""Activities: execute server tools, delegate client tools to the host app, record calls."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from copilot.store.models import ToolCallRow
+from copilot.tools.base import ToolFailed
+from copilot.tools.registry import ToolRegistry
+from copilot.types import ExecuteToolInput, RecordToolCallsInput, ToolOutcome
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+class ToolActivities:
+    def __init__(
+        self,
+        *,
+        registry: ToolRegistry,
+        sessions: async_sessionmaker[AsyncSession],
+        http: httpx.AsyncClient,
+        sim_app_url: str | None,
+        sim_app_api_key: str | None,
+        max_result_bytes: int,
+    ) -> None:
+        self._registry = registry
+        self._sessions = sessions
+        self._http = http
+        self._sim_app_url = sim_app_url.rstrip("/") if sim_app_url else None
+        self._sim_app_api_key = sim_app_api_key
+        self._max_result_bytes = max_result_bytes
+
+    @activity.defn
+    async def execute_server_tool(self, input: ExecuteToolInput) -> ToolOutcome:
+        started = time.monotonic()
+        try:
+            result = await self._registry.execute(input.name, input.arguments)
+        except ToolFailed as exc:
+            return ToolOutcome(input.tool_call_id, input.name, "error", error=str(exc),
+                               duration_ms=_elapsed_ms(started))  # fmt: skip
+        return ToolOutcome(input.tool_call_id, input.name, "success", result=result,
+                           duration_ms=_elapsed_ms(started))  # fmt: skip
+
+    @activity.defn
+    async def delegate_client_tool(self, input: ExecuteToolInput) -> ToolOutcome:
+        """POST the call to the host app. The tool call id makes retries idempotent there."""
+        if not self._sim_app_url:
+            raise ApplicationError("SIM_APP_URL is not set", type="tool_failed", non_retryable=True)
+        started = time.monotonic()
+        headers = {"x-api-key": self._sim_app_api_key} if self._sim_app_api_key else {}
+        body = {
+            "toolCallId": input.tool_call_id,
+            "toolName": input.name,
+            "arguments": input.arguments,
+            "userId": input.user_id,
+            "workflowId": input.host_workflow_id,
+            "chatId": input.chat_id,
+        }
+        try:
+            resp = await self._http.post(
+                f"{self._sim_app_url}/api/copilot/execute-tool", json=body, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise ApplicationError(f"host app unreachable: {exc}") from None  # retryable
+        if resp.status_code >= 500 or resp.status_code == 429:
+            raise ApplicationError(f"host app answered {resp.status_code}")  # retryable
+        if len(resp.content) > self._max_result_bytes:
+            return ToolOutcome(input.tool_call_id, input.name, "error",
+                               error=f"the tool result exceeds {self._max_result_bytes} bytes",
+                               duration_ms=_elapsed_ms(started))  # fmt: skip
+        payload: Any
+        try:
+            payload = resp.json()
+        except json.JSONDecodeError:
+            payload = resp.text
+        if resp.status_code >= 400:
+            message = payload.get("error") if isinstance(payload, dict) else str(payload)
+            return ToolOutcome(input.tool_call_id, input.name, "error",
+                               error=str(message or f"host app answered {resp.status_code}"),
+                               duration_ms=_elapsed_ms(started))  # fmt: skip
+        if isinstance(payload, dict) and payload.get("success") is False:
+            return ToolOutcome(input.tool_call_id, input.name, "error",
+                               error=str(payload.get("error", "the tool failed")),
+                               duration_ms=_elapsed_ms(started))  # fmt: skip
+        result = payload.get("result", payload) if isinstance(payload, dict) else payload
+        return ToolOutcome(input.tool_call_id, input.name, "success", result=result,
+                           duration_ms=_elapsed_ms(started))  # fmt: skip
+
+    @activity.defn
+    async def record_tool_calls(self, input: RecordToolCallsInput) -> None:
+        rows = [
+            {
+                "id": call.id,
+                "run_id": input.run_id,
+                "chat_id": input.chat_id,
+                "tenant_id": input.tenant_id,
+                "user_id": input.user_id,
+                "name": call.name,
+                "executor": executor,
+                "host_executed": host,
+            }
+            for call, executor, host in zip(
+                input.calls, input.executors, input.host_executed, strict=True
+            )
+        ]
+        if not rows:
+            return
+        async with self._sessions.begin() as session:
+            await session.execute(insert(ToolCallRow).values(rows).on_conflict_do_nothing())

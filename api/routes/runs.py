@@ -1,0 +1,50 @@
+"""Runs: list and abort."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import PrincipalDep, SessionDep, StateDep
+from api.runs import abort_run
+from copilot.errors import Conflict, NotFound
+from copilot.store import repo
+from copilot.types import FINAL_STATUSES
+
+router = APIRouter(tags=["native"])
+
+
+@router.get("/api/copilot/runs", summary="The caller's runs, newest first")
+async def list_runs(
+    session: SessionDep,
+    principal: PrincipalDep,
+    user_id: Annotated[str | None, Query(alias="userId")] = None,
+    chat_id: Annotated[str | None, Query(alias="chatId")] = None,
+    status: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    acting = principal.acting_user(user_id)
+    runs = await repo.list_runs(
+        session, tenant_id=principal.tenant_id, user_id=acting, chat_id=chat_id, status=status,
+        limit=limit,
+    )  # fmt: skip
+    return {"success": True, "runs": [repo.run_summary(r) for r in runs]}
+
+
+@router.post("/api/copilot/runs/{run_id}/abort", summary="Cancel a run")
+async def abort(
+    run_id: str,
+    state: StateDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    user_id: Annotated[str | None, Query(alias="userId")] = None,
+) -> dict[str, Any]:
+    acting = principal.acting_user(user_id)
+    run = await repo.get_run(session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id)
+    if run is None:
+        raise NotFound("run not found", code="run_not_found")
+    if run.status in FINAL_STATUSES:
+        raise Conflict(f"the run has already finished ({run.status})", code="run_finished")
+    await abort_run(state, run_id)
+    return {"success": True, "runId": run_id, "status": "aborting"}

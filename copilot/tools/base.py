@@ -1,0 +1,38 @@
+"""What a server tool is. Add your own: a module exposing ``TOOLS: list[ServerTool]``, named in
+``EXTRA_TOOL_MODULES``. Arguments are validated against ``input_schema`` (JSON Schema) before
+the handler runs; a validation failure is a tool error the model sees, not a crashed run.
+
+    # mytools.py
+    from copilot.tools.base import ServerTool
+
+    async def add(args: dict) -> dict:
+        return {"sum": args["a"] + args["b"]}
+
+    TOOLS = [ServerTool(
+        name="add", description="Add two numbers",
+        input_schema={"type": "object", "properties": {"a": {"type": "number"},
+                      "b": {"type": "number"}}, "required": ["a", "b"]},
+        handler=add,
+    )]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+ToolHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class ServerTool:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    handler: ToolHandler
+    requires_confirmation: bool = False
+
+
+class ToolFailed(Exception):
+    """The tool ran and failed; the message goes back to the model."""
