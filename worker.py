@@ -61,7 +61,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             llm.stream_llm_turn,
             chats.save_assistant_message,
             events.publish_events,
-            events.last_event_seq,
+            events.claim_event_log,
             tools.execute_server_tool,
             tools.delegate_client_tool,
             tools.record_tool_calls,

@@ -68,7 +68,7 @@ class LlmActivities:
     async def stream_llm_turn(self, input: StreamTurnInput) -> StreamTurnResult:
         info = activity.info()
         writer = _TurnWriter(self._log, input, info.attempt)
-        await writer.open(await self._resume_point(input, info.heartbeat_details))
+        await writer.open(await self._resume_point(input, writer.epoch, info.heartbeat_details))
         heartbeat = asyncio.create_task(_heartbeat_loop(writer))
         try:
             provider = self._providers.get(input.provider)
@@ -113,13 +113,17 @@ class LlmActivities:
         declared = {t.name for t in client}
         return [t for t in self._tools.specs() if t.name not in declared] + client
 
-    async def _resume_point(self, input: StreamTurnInput, details: Any) -> int:
-        """The first seq this attempt may write: after anything an earlier attempt wrote."""
+    async def _resume_point(self, input: StreamTurnInput, epoch: int, details: Any) -> int:
+        """The first seq this attempt may write: after anything an earlier attempt wrote.
+
+        Claiming the log fences out the earlier attempt first, so it cannot write after the
+        point read here. Heartbeat details cover a log that lost data (Redis without AOF).
+        """
         after = input.seq_start - 1
         if details:
             with contextlib.suppress(TypeError, ValueError, IndexError):
                 after = max(after, int(details[0]))
-        return max(after, await self._log.last_seq(input.run_id)) + 1
+        return max(after, await self._log.claim(input.run_id, epoch)) + 1
 
     async def _conversation(self, input: StreamTurnInput) -> list[ConvMessage]:
         """Earlier messages of the chat from PostgreSQL, then this run's finished turns."""
@@ -142,7 +146,7 @@ class _TurnWriter:
         self._log = log
         self._input = input
         self._attempt = attempt
-        self._epoch = writer_epoch(input.seq_start, attempt)
+        self.epoch = writer_epoch(input.writer_gen or input.seq_start, attempt)
         self.next_seq = input.seq_start
         self.last_beat = time.monotonic()
 
@@ -184,7 +188,7 @@ class _TurnWriter:
         for event in events:
             numbered.append({**event, "seq": self.next_seq, "runId": self._input.run_id})
             self.next_seq += 1
-        await self._log.append(self._input.run_id, self._epoch, numbered)
+        await self._log.append(self._input.run_id, self.epoch, numbered)
 
     def _beat(self, *, force: bool = False) -> None:
         now = time.monotonic()

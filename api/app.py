@@ -27,7 +27,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database_url, redis_url, _ = settings.runtime_urls()
         engine = make_engine(database_url)
-        redis = Redis.from_url(redis_url, max_connections=256)
+        # Readers block on XREAD for up to the ping interval: the socket must outlast it.
+        redis = Redis.from_url(
+            redis_url, max_connections=256, socket_timeout=settings.sse_ping_s + 10
+        )
         temporal = await connect(settings)
         app.state.copilot = AppState(
             settings=settings,

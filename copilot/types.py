@@ -156,6 +156,7 @@ class StreamTurnInput:
     offer_tools: bool = True
     prior_turns: list[TurnRecord] = field(default_factory=list)
     host_workflow_id: str | None = None
+    writer_gen: int = 0
 
 
 @dataclass
@@ -176,6 +177,13 @@ class PublishEventsInput:
     events: list[dict[str, Any]]
     # The run is over: start the log's retention clock.
     final: bool = False
+    writer_gen: int = 0
+
+
+@dataclass
+class ClaimLogInput:
+    run_id: str
+    writer_gen: int
 
 
 @dataclass

@@ -3,6 +3,7 @@ provider server, and the worker and API as real processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -120,15 +121,17 @@ def stack_env(services: Services, provider: FakeProviderServer, **extra: str) ->
     return env
 
 
-@pytest.fixture(scope="session")
-def stack(services: Services, fake_provider: FakeProviderServer) -> Iterator[Stack]:
-    """The worker and the API as real processes, in development mode (no auth)."""
+@contextlib.contextmanager
+def running_stack(
+    services: Services, provider: FakeProviderServer, **extra_env: str
+) -> Iterator[Stack]:
+    """A worker and an API as real processes, with their own task queue and settings."""
     log_dir = ARTIFACTS / "logs" / f"stack-{uuid.uuid4().hex[:6]}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = stack_env(services, fake_provider)
+    env = stack_env(services, provider, **extra_env)
     port = free_port()
     api_url = f"http://127.0.0.1:{port}"
-    partial = Stack(api_url, env, services, fake_provider, None, None, log_dir)  # type: ignore[arg-type]
+    partial = Stack(api_url, env, services, provider, None, None, log_dir)  # type: ignore[arg-type]
     worker = partial.spawn_worker()
     api = partial.spawn_api(port)
     partial.worker, partial.api = worker, api
@@ -136,8 +139,15 @@ def stack(services: Services, fake_provider: FakeProviderServer) -> Iterator[Sta
         wait_healthy(api_url, api)
         yield partial
     finally:
-        api.stop()
-        worker.stop()
+        partial.api.stop()
+        partial.worker.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(services: Services, fake_provider: FakeProviderServer) -> Iterator[Stack]:
+    """The worker and the API as real processes, in development mode (no auth)."""
+    with running_stack(services, fake_provider) as running:
+        yield running
 
 
 @pytest.fixture

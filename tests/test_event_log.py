@@ -86,3 +86,22 @@ def test_frames_carry_id_event_and_flat_data() -> None:
     assert frame == (
         'id: 7\nevent: content\ndata: {"type":"content","seq":7,"runId":"r","data":"hé"}\n\n'
     )
+
+
+async def test_claim_fences_the_old_writer_before_reading_the_last_seq(log: EventLog) -> None:
+    run = f"r-{uuid.uuid4().hex}"
+    await log.append(run, writer_epoch(1, 1), [_ev(1), _ev(2)])
+    assert await log.claim(run, writer_epoch(2, 1)) == 2
+    with pytest.raises(WriterFenced):  # the cancelled writer streams on: refused
+        await log.append(run, writer_epoch(1, 1), [_ev(3, data="late")])
+    await log.append(run, writer_epoch(3, 1), [_ev(3, "done")])
+    assert [e.event["type"] for e in await log.read_after(run, 0)] == ["content"] * 2 + ["done"]
+
+
+async def test_a_seq_behind_the_log_that_never_landed_is_an_error_not_a_silent_drop(
+    log: EventLog,
+) -> None:
+    run = f"r-{uuid.uuid4().hex}"
+    await log.append(run, writer_epoch(1, 1), [_ev(1), _ev(3)])
+    with pytest.raises(Exception, match="SEQCONFLICT"):
+        await log.append(run, writer_epoch(1, 1), [_ev(2)])

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         AbortResult,
         ChatRunInput,
         ChatRunResult,
+        ClaimLogInput,
         DecisionInput,
         DecisionResult,
         ExecuteToolInput,
@@ -118,6 +119,7 @@ class ChatWorkflow:
         self._emit_lock = asyncio.Lock()
         self._input: ChatRunInput | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._gen = 0  # writer generations: each event-writing activity gets the next one
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -205,6 +207,7 @@ class ChatWorkflow:
                     offer_tools=offer_tools,
                     prior_turns=self._turns,
                     host_workflow_id=input.host_workflow_id,
+                    writer_gen=self._next_gen(),
                 ),
                 result_type=StreamTurnResult,
                 start_to_close_timeout=timedelta(minutes=10),
@@ -214,6 +217,11 @@ class ChatWorkflow:
             )
             try:
                 result: StreamTurnResult = await self._llm
+            except asyncio.CancelledError:
+                if self._stop is None:
+                    raise  # not ours: the workflow itself is being cancelled
+                self._seq = max(self._seq, await self._last_seq())
+                return None
             except ActivityError as err:
                 self._seq = max(self._seq, await self._last_seq())
                 if self._stop is None:
@@ -462,17 +470,27 @@ class ChatWorkflow:
         async with self._emit_lock:
             published = await workflow.execute_activity(
                 "publish_events",
-                PublishEventsInput(run_id=self._run_id, seq_start=self._seq + 1, events=events),
+                PublishEventsInput(
+                    run_id=self._run_id,
+                    seq_start=self._seq + 1,
+                    events=events,
+                    writer_gen=self._next_gen(),
+                ),
                 result_type=PublishEventsResult,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=IO_RETRY,
             )
             self._seq = published.last_seq
 
+    def _next_gen(self) -> int:
+        self._gen += 1
+        return self._gen
+
     async def _last_seq(self) -> int:
+        """Fence out the writer that just failed or was cancelled; continue after its last."""
         last: int = await workflow.execute_activity(
-            "last_event_seq",
-            self._run_id,
+            "claim_event_log",
+            ClaimLogInput(run_id=self._run_id, writer_gen=self._next_gen()),
             result_type=int,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=IO_RETRY,
@@ -547,7 +565,11 @@ class ChatWorkflow:
             published = await workflow.execute_activity(
                 "publish_events",
                 PublishEventsInput(
-                    run_id=input.run_id, seq_start=self._seq + 1, events=events, final=True
+                    run_id=input.run_id,
+                    seq_start=self._seq + 1,
+                    events=events,
+                    final=True,
+                    writer_gen=self._next_gen(),
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 result_type=PublishEventsResult,

@@ -6,9 +6,11 @@ the entry id makes replay ``XRANGE (seq`` and makes writes idempotent: Redis ref
 that is not greater than the last one, so a retried write of an event that already landed is a
 no-op instead of a duplicate.
 
-Writers are fenced by an *epoch* (``seq_start * 1000 + attempt``): a writer whose activity
-attempt has been superseded (it lost its heartbeat but still streams) finds a higher epoch in
-the fence key and its writes are refused, so two attempts never interleave.
+Writers are fenced by an *epoch* (``generation * 1000 + attempt``, the workflow numbering its
+writers): a writer whose activity attempt has been superseded (it lost its heartbeat, or was
+cancelled, but still streams) finds a higher epoch in the fence key and its writes are refused,
+so two writers never interleave. ``claim`` raises the fence *before* reading the last seq, so
+whoever continues after a failed writer cannot be overtaken by it.
 """
 
 from __future__ import annotations
@@ -28,12 +30,28 @@ local epoch = tonumber(ARGV[1])
 if epoch < cur then return -1 end
 if epoch > cur then redis.call('SET', KEYS[2], ARGV[1]) end
 for i = 2, #ARGV, 2 do
-  local ok = redis.pcall('XADD', KEYS[1], ARGV[i] .. '-0', 'd', ARGV[i + 1])
+  local id = ARGV[i] .. '-0'
+  local ok = redis.pcall('XADD', KEYS[1], id, 'd', ARGV[i + 1])
   if type(ok) == 'table' and ok.err then
     if not string.find(ok.err, 'equal or smaller') then return redis.error_reply(ok.err) end
+    -- Only a retried write of an event that already landed may be skipped; anything else
+    -- would silently lose an event.
+    if #redis.call('XRANGE', KEYS[1], id, id) == 0 then
+      return redis.error_reply('SEQCONFLICT seq ' .. ARGV[i] .. ' is behind the log')
+    end
   end
 end
 return 1
+"""
+
+_CLAIM = """
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+local epoch = tonumber(ARGV[1])
+if epoch < cur then return -1 end
+if epoch > cur then redis.call('SET', KEYS[2], ARGV[1]) end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last == 0 then return 0 end
+return tonumber(string.match(last[1][1], '^(%d+)'))
 """
 
 
@@ -49,8 +67,9 @@ def fence_key(run_id: str) -> str:
     return f"copilot:run:{run_id}:fence"
 
 
-def writer_epoch(seq_start: int, attempt: int) -> int:
-    return seq_start * 1000 + min(attempt, 999)
+def writer_epoch(generation: int, attempt: int) -> int:
+    """Fence value of one attempt of one writer; the workflow numbers writers 1, 2, 3..."""
+    return generation * 1000 + min(attempt, 999)
 
 
 def encode_frame(event: dict[str, Any]) -> str:
@@ -72,6 +91,7 @@ class EventLog:
         self._redis = redis
         self._retention_s = retention_s
         self._append = redis.register_script(_APPEND)
+        self._claim = redis.register_script(_CLAIM)
 
     async def append(self, run_id: str, epoch: int, events: list[dict[str, Any]]) -> None:
         """Write events (each with ``seq``) atomically under ``epoch``'s fence."""
@@ -84,6 +104,13 @@ class EventLog:
         result = await self._append(keys=[stream_key(run_id), fence_key(run_id)], args=argv)
         if int(result) < 0:
             raise WriterFenced(f"run {run_id}: a newer writer owns the log")
+
+    async def claim(self, run_id: str, epoch: int) -> int:
+        """Fence out every older writer, then return the last seq in the log."""
+        result = await self._claim(keys=[stream_key(run_id), fence_key(run_id)], args=[epoch])
+        if int(result) < 0:
+            raise WriterFenced(f"run {run_id}: a newer writer owns the log")
+        return int(result)
 
     async def finish(self, run_id: str) -> None:
         """The run is over: keep its log for the retention period, then let it expire."""
