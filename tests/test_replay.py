@@ -1,0 +1,86 @@
+"""Determinism: replay workflow histories with the current ChatWorkflow code.
+
+``tests/histories/*.json`` are histories recorded from earlier versions of the workflow (a
+text answer, a server tool, a confirmation, an abort): a change that makes the workflow
+non-deterministic for runs already in flight fails here. Fresh histories of this run's
+scenarios are replayed too. Record new ones with ``RECORD_HISTORIES=1``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer
+
+from tests.conftest import Stack, scenario
+from tests.live import LiveRun
+from workflows.chat import ChatWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def _each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
+    for history in histories:
+        yield history
+
+
+async def test_recorded_histories_replay() -> None:
+    files = sorted(HISTORIES.glob("*.json"))
+    assert files, "no recorded histories to replay"
+    histories = [WorkflowHistory.from_json(path.stem, path.read_text()) for path in files]
+    results = await Replayer(workflows=[ChatWorkflow]).replay_workflows(
+        _each(histories), raise_on_replay_failure=False
+    )
+    failures = {run_id: str(err) for run_id, err in results.replay_failures.items()}
+    assert not failures
+
+
+async def test_fresh_runs_replay(client: httpx.AsyncClient, stack: Stack) -> None:
+    runs: dict[str, str] = {}
+    key = scenario(stack.provider, [{"text": "plain answer"}])
+    live = await LiveRun.start(client, {"message": key})
+    await live.finished()
+    runs["text"] = live.run_id
+
+    key = scenario(stack.provider, [
+        {"tool_calls": [{"name": "echo", "arguments": {"text": "a"}},
+                        {"name": "get_current_time", "arguments": {}}]},
+        {"text": "tools done"},
+    ])  # fmt: skip
+    live = await LiveRun.start(client, {"message": key})
+    await live.finished()
+    runs["tools"] = live.run_id
+
+    key = scenario(stack.provider, [
+        {"tool_calls": [{"name": "deploy", "arguments": {}}]}, {"text": "after decision"},
+    ])  # fmt: skip
+    tool = {"name": "deploy", "inputSchema": {"type": "object"}, "requiresConfirmation": True}
+    live = await LiveRun.start(client, {"message": key, "tools": [tool]})
+    call = (await live.event("tool_status", status="awaiting_confirmation")).data["toolCallId"]
+    resp = await client.post(
+        "/api/copilot/confirm", json={"toolCallId": call, "status": "rejected"}
+    )
+    assert resp.status_code == 200
+    await live.finished()
+    runs["confirm"] = live.run_id
+
+    key = scenario(stack.provider, [{"chunks": ["x "] * 100, "delay_ms": 30}])
+    live = await LiveRun.start(client, {"message": key})
+    await live.event("content")
+    assert (await client.post(f"/api/copilot/runs/{live.run_id}/abort")).status_code == 200
+    await live.finished()
+    runs["abort"] = live.run_id
+
+    temporal = await Client.connect(stack.services.temporal_address)
+    histories = [await temporal.get_workflow_handle(rid).fetch_history() for rid in runs.values()]
+    results = await Replayer(workflows=[ChatWorkflow]).replay_workflows(
+        _each(histories), raise_on_replay_failure=False
+    )
+    assert not results.replay_failures
+    if os.environ.get("RECORD_HISTORIES"):
+        for name, history in zip(runs, histories, strict=True):
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
