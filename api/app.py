@@ -11,7 +11,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 
 from api.errors import install_error_handlers
-from api.routes import chat, chats, health, runs, tools
+from api.limits import BodyLimit
+from api.routes import chat, chats, headless, health, runs, sim, tools
 from api.state import AppState
 from copilot.config import Settings
 from copilot.events.log import EventLog
@@ -63,10 +64,13 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["content-type", "x-api-key", "last-event-id"],
             expose_headers=["x-stream-token", "x-run-id", "x-chat-id"],
         )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(chat.router)
     app.include_router(chats.router)
     app.include_router(runs.router)
     app.include_router(tools.router)
+    app.include_router(sim.router)
+    app.include_router(headless.router)
     return app

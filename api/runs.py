@@ -113,7 +113,7 @@ async def _start(
             run_timeout_s=settings.run_timeout_s,
             client_tools=[
                 ToolSpecData(t.name, t.description, t.input_schema, t.requires_confirmation)
-                for t in body.tools
+                for t in body.client_tools()
             ],
             host_executed=host_executed,
             delegate_client_tools=bool(settings.sim_app_url) and not host_executed,

@@ -42,3 +42,33 @@ class ChatRequest(BaseModel):
     timeout: int = Field(300_000, ge=1, le=3_600_000)
     wait: bool = True
     conversation_id: str | None = Field(None, alias="conversationId", max_length=200)
+    integration_tools: list[ClientTool] = Field(
+        default_factory=list, alias="integrationTools", max_length=256
+    )
+    # Sim's extras: accepted; secrets in them never enter workflow input, events or logs.
+    version: str | None = Field(None, max_length=50)
+    context: list[Any] | dict[str, Any] | None = None
+    credentials: dict[str, Any] | None = None
+    commands: list[Any] | None = None
+    file_attachments: list[Any] | None = Field(None, alias="fileAttachments")
+
+    def client_tools(self) -> list[ClientTool]:
+        """``tools`` and Sim's ``integrationTools``, one entry per name."""
+        seen: dict[str, ClientTool] = {}
+        for tool in [*self.tools, *self.integration_tools]:
+            seen.setdefault(tool.name, tool)
+        return list(seen.values())
+
+
+class SimChatRequest(ChatRequest):
+    """Sim's payload: ``provider`` may be a provider config object (e.g. Azure OpenAI)."""
+
+    provider: ProviderField | dict[str, Any] | None = None  # type: ignore[assignment]
+
+    def native(self) -> ChatRequest:
+        provider = self.provider
+        if isinstance(provider, dict):
+            named = provider.get("provider")
+            provider = named if named in ("anthropic", "openai", "ollama") else None
+        data = self.model_dump(by_alias=True, exclude={"provider"})
+        return ChatRequest.model_validate({**data, "provider": provider})

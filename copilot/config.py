@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     sim_app_api_key: SecretStr | None = Field(None, validation_alias="SIM_APP_API_KEY")
 
     # --- runs -----------------------------------------------------------------------------------
+    enable_headless_api: bool = Field(True, validation_alias="ENABLE_HEADLESS_API")
     run_timeout_s: int = Field(30 * 60, validation_alias="RUN_TIMEOUT")
     event_log_ttl_s: int = Field(24 * 3600, validation_alias="EVENT_LOG_TTL")
     sse_ping_s: float = Field(15.0, validation_alias="SSE_PING_INTERVAL")

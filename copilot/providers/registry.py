@@ -89,3 +89,25 @@ class ProviderRegistry:
         if name == "ollama":
             return Credentials(api_key=None, base_url=s.ollama_url)
         return Credentials(api_key=None, base_url=None)
+
+
+# Context windows by model-name prefix, most specific first (tokens).
+_CONTEXT_WINDOWS: tuple[tuple[str, int], ...] = (
+    ("claude", 200_000),
+    ("gpt-4.1", 1_047_576),
+    ("gpt-5", 400_000),
+    ("gpt-4o", 128_000),
+    ("gpt-4", 128_000),
+    ("o1", 200_000),
+    ("o3", 200_000),
+    ("o4", 200_000),
+)
+DEFAULT_CONTEXT_WINDOW = 128_000
+
+
+def context_window(model: str) -> int:
+    name = model.split(":", 1)[-1]
+    for prefix, size in _CONTEXT_WINDOWS:
+        if name.startswith(prefix):
+            return size
+    return DEFAULT_CONTEXT_WINDOW

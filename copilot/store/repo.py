@@ -298,3 +298,10 @@ async def list_runs(
         query = query.where(Run.status == status)
     rows = await session.scalars(query.order_by(Run.created_at.desc()).limit(limit))
     return list(rows.all())
+
+
+async def run_message(session: AsyncSession, *, run_id: str) -> Message | None:
+    """The assistant message of a run, once saved."""
+    return await session.scalar(
+        select(Message).where(Message.run_id == run_id, Message.role == "assistant")
+    )

@@ -1,0 +1,95 @@
+"""Sim-compatible backend routes (Sim's SIM_AGENT_API_URL points here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+
+from api.deps import PrincipalDep, SessionDep, StateDep
+from api.runs import start_chat_run, stream_token_for
+from api.schemas import SimChatRequest
+from api.sse import run_frames, sse_response
+from copilot.errors import Forbidden, NotFound
+from copilot.providers.registry import context_window
+from copilot.store import repo
+from copilot.store.models import Chat, Message, Run
+
+router = APIRouter(tags=["sim"])
+
+
+@router.post(
+    "/api/chat-completion-streaming",
+    summary="Sim: start a run and stream it (client tools are host-executed)",
+)
+async def chat_completion_streaming(
+    body: SimChatRequest, state: StateDep, principal: PrincipalDep
+) -> StreamingResponse:
+    native = body.native()
+    run = await start_chat_run(state, principal, native, interactive=True, host_executed=True)
+    frames = run_frames(state.event_log, run.run_id, after=0, ping_s=state.settings.sse_ping_s)
+    token = stream_token_for(state, principal, run)
+    return sse_response(
+        frames, {"X-Stream-Token": token, "X-Run-Id": run.run_id, "X-Chat-Id": run.chat_id}
+    )
+
+
+class ContextUsageBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    chat_id: str = Field(alias="chatId", min_length=1, max_length=128)
+    user_id: str | None = Field(None, alias="userId", max_length=200)
+    model: str | None = Field(None, max_length=200)
+
+
+@router.post("/api/get-context-usage", summary="Tokens the chat uses vs the model's window")
+async def get_context_usage(
+    body: ContextUsageBody, session: SessionDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    acting = principal.acting_user(body.user_id)
+    chat = await repo.get_chat(
+        session, tenant_id=principal.tenant_id, user_id=acting, chat_id=body.chat_id
+    )
+    if chat is None:
+        raise NotFound("chat not found", code="chat_not_found")
+    last = await session.scalar(
+        select(Run).where(Run.chat_id == chat.id).order_by(Run.seq_no.desc()).limit(1)
+    )
+    # The last run's prompt plus its answer is what the next message starts from.
+    used = (last.input_tokens + last.output_tokens) if last else 0
+    model = body.model or chat.model or ""
+    window = context_window(model)
+    return {
+        "success": True,
+        "chatId": chat.id,
+        "model": model,
+        "tokensUsed": used,
+        "contextWindow": window,
+        "percentage": round(100 * used / window, 2) if window else 0,
+    }
+
+
+@router.get("/api/stats", summary="Admin: usage statistics")
+async def stats(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    if principal.kind not in ("admin", "dev"):
+        raise Forbidden("admin key required", code="forbidden")
+    total_messages = await session.scalar(select(func.count()).select_from(Message))
+    total_users = await session.scalar(select(func.count(func.distinct(Chat.user_id))))
+    total_runs = await session.scalar(select(func.count()).select_from(Run))
+    active = await session.scalar(select(func.count()).select_from(Run).where(Run.active))
+    chats = await session.scalar(select(func.count()).select_from(Chat))
+    by_status = dict(
+        (await session.execute(select(Run.status, func.count()).group_by(Run.status))).all()
+    )
+    return {
+        "success": True,
+        "totalMessages": total_messages or 0,
+        "totalUsers": total_users or 0,
+        "totalRequests": total_runs or 0,
+        "totalChats": chats or 0,
+        "activeRuns": active or 0,
+        "runsByStatus": {str(k): int(v) for k, v in by_status.items()},
+    }
