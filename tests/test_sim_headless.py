@@ -61,7 +61,7 @@ async def test_sim_drives_a_chat_with_a_host_executed_tool(
                 "description": "Get the workflow",
                 "input_schema": {"type": "object"},
             }
-        ],  # fmt: skip
+        ],
     }
     seen_types: list[str] = []
     content = ""
