@@ -47,5 +47,6 @@ class ChatActivities:
                 error=input.error,
                 error_code=input.error_code,
                 title=input.title,
+                last_seq=input.last_seq,
             )
         return SaveAssistantMessageResult(message_id=message_id, content=content)

@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from copilot.conversation import blocks_to_conversation, turns_to_blocks
-from copilot.events.log import EventLog, writer_epoch
+from copilot.events.log import EventLog, LogGone, writer_epoch
 from copilot.providers.base import (
     ConvMessage,
     Credentials,
@@ -34,6 +34,7 @@ from copilot.tools.registry import ToolRegistry
 from copilot.types import (
     EV_CONTENT,
     EV_REASONING,
+    EV_SNAPSHOT,
     EV_TOOL_GENERATING,
     EV_TURN_RESET,
     StreamTurnInput,
@@ -149,6 +150,7 @@ class _TurnWriter:
         self.epoch = writer_epoch(input.writer_gen or input.seq_start, attempt)
         self.next_seq = input.seq_start
         self.last_beat = time.monotonic()
+        self._text: list[str] = []  # this attempt's text, to re-seed a lost log
 
     async def open(self, first_seq: int) -> None:
         self.next_seq = first_seq
@@ -163,6 +165,7 @@ class _TurnWriter:
 
     async def emit(self, delta: Delta) -> None:
         if delta.kind == "content":
+            self._text.append(delta.text)
             event: dict[str, Any] = {"type": EV_CONTENT, "data": delta.text}
         elif delta.kind == "reasoning":
             event = {"type": EV_REASONING, "data": delta.text}
@@ -184,11 +187,42 @@ class _TurnWriter:
     async def _write(self, events: list[dict[str, Any]]) -> None:
         if not events:
             return
+        try:
+            await self._log.append(
+                self._input.run_id, self.epoch, self._number(events), check_gone=True
+            )
+        except LogGone:
+            # Redis lost the log mid-turn. Only this writer knows the turn's text so far:
+            # re-seed the log with a snapshot, so readers never see a silent gap.
+            self.next_seq -= len(events)
+            snapshot = {"type": EV_SNAPSHOT, "data": self._snapshot()}
+            await self._log.append(
+                self._input.run_id, self.epoch, self._number([snapshot, *events])
+            )
+
+    def _number(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         numbered = []
         for event in events:
             numbered.append({**event, "seq": self.next_seq, "runId": self._input.run_id})
             self.next_seq += 1
-        await self._log.append(self._input.run_id, self.epoch, numbered)
+        return numbered
+
+    def _snapshot(self) -> dict[str, Any]:
+        prior = self._input.prior_turns
+        calls = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments, "status": o.status,
+             "result": o.result, "error": o.error}
+            for turn in prior
+            for c, o in zip(turn.tool_calls, turn.outcomes, strict=False)
+        ]  # fmt: skip
+        content = "".join(t.content for t in prior) + "".join(self._text)
+        return {
+            "status": "running",
+            "content": content,
+            "toolCalls": calls,
+            "pending": [],
+            "lastSeq": self.next_seq,
+        }
 
     def _beat(self, *, force: bool = False) -> None:
         now = time.monotonic()

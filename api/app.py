@@ -15,6 +15,7 @@ from api.limits import BodyLimit
 from api.routes import chat, chats, headless, health, runs, sim, tools
 from api.state import AppState
 from copilot.config import Settings
+from copilot.events.hub import LogHub
 from copilot.events.log import EventLog
 from copilot.store.engine import make_engine, make_sessionmaker
 from copilot.temporal import connect
@@ -33,6 +34,8 @@ def create_app(settings: Settings) -> FastAPI:
             redis_url, max_connections=256, socket_timeout=settings.sse_ping_s + 10
         )
         temporal = await connect(settings)
+        hub = LogHub(redis)
+        await hub.start()
         app.state.copilot = AppState(
             settings=settings,
             engine=engine,
@@ -41,12 +44,14 @@ def create_app(settings: Settings) -> FastAPI:
             event_log=EventLog(redis, retention_s=settings.event_log_ttl_s),
             temporal=temporal,
             tools=ToolRegistry(settings.extra_tool_modules),
+            hub=hub,
         )
         if settings.dev_mode:
             log.warning("COPILOT_API_KEY is not set: development mode, no auth (loopback only)")
         try:
             yield
         finally:
+            await hub.stop()
             await redis.aclose()
             await engine.dispose()
 

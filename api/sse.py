@@ -1,12 +1,28 @@
-"""SSE responses over a run's event log."""
+"""SSE over a run's event log: replay, then live, never a silent gap.
+
+A reader asks for everything after seq ``after``. It catches up from the log (``XRANGE``),
+then takes live entries from the process's ``LogHub``. Whenever the next entry is not
+``last + 1`` (the log expired, was trimmed, or Redis restarted without its data) it first sends
+a ``snapshot`` (the run's state from the workflow, or from PostgreSQL once finished) whose
+``id`` is the seq just before the entry, so the client replaces its state and goes on.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from copilot.events.log import EventLog, encode_frame
+from api.state import AppState
+from copilot.events.fold import fold_events
+from copilot.events.log import LogEntry, encode_frame
+from copilot.store import repo
+from copilot.store.models import Run
+from copilot.types import EV_DONE, EV_SNAPSHOT, FINAL_STATUSES, RunState
+
+log = logging.getLogger("copilot.api")
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache, no-transform",
@@ -15,19 +31,118 @@ SSE_HEADERS = {
 }
 
 
-async def run_frames(
-    log: EventLog, run_id: str, *, after: int, ping_s: float
-) -> AsyncIterator[str]:
-    """Every frame after ``after`` until ``done``, with ``: ping`` while idle."""
-    yield ": stream open\n\n"
-    async for entry in log.follow(run_id, after, block_ms=int(ping_s * 1000)):
-        if entry is None:
-            yield ": ping\n\n"
-        else:
-            yield encode_frame(entry.event)
-
-
 def sse_response(frames: AsyncIterator[str], headers: dict[str, str]) -> StreamingResponse:
     return StreamingResponse(
         frames, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
     )
+
+
+async def run_snapshot(state: AppState, run_id: str) -> dict[str, Any]:
+    """The run's state: folded from its log when complete, else workflow or PostgreSQL."""
+    entries = await state.event_log.read_after(run_id, 0, count=1_000_000)
+    if entries and entries[0].seq == 1:
+        return fold_events(e.event for e in entries).to_snapshot()
+    async with state.sessions() as session:
+        run = await session.get(Run, run_id)
+        message = await repo.run_message(session, run_id=run_id) if run else None
+    if run is not None and run.status in FINAL_STATUSES:
+        return {
+            "status": run.status,
+            "content": message.content if message else "",
+            "toolCalls": message.tool_calls if message else [],
+            "pending": [],
+            "lastSeq": run.last_seq or 0,
+        }
+    try:
+        live: RunState = await state.temporal.get_workflow_handle(run_id).query(
+            "state", result_type=RunState
+        )
+    except Exception as exc:
+        log.warning("run %s: no state from its workflow (%s)", run_id, exc)
+        return {"status": "running", "content": "", "toolCalls": [], "pending": [], "lastSeq": 0}
+    return {
+        "status": live.status,
+        "content": live.content,
+        "toolCalls": live.tool_calls,
+        "pending": live.pending,
+        "lastSeq": live.last_seq,
+    }
+
+
+def _snapshot_frame(run_id: str, seq: int, data: dict[str, Any]) -> str:
+    data = {**data, "lastSeq": seq}
+    return encode_frame({"type": EV_SNAPSHOT, "seq": seq, "runId": run_id, "data": data})
+
+
+async def run_frames(
+    state: AppState, run_id: str, *, after: int, ping_s: float
+) -> AsyncIterator[str]:
+    """Every frame after ``after`` until ``done``, with ``: ping`` while idle."""
+    yield ": stream open\n\n"
+    subscription = await state.hub.subscribe(run_id, after)
+    last = after
+    try:
+        backlog = await state.event_log.read_after(run_id, after, count=1_000_000)
+        if not backlog:
+            frames, last, ended = await _empty_log(state, run_id, after)
+            for frame in frames:
+                yield frame
+            if ended:
+                return
+        for entry in backlog:
+            for frame in await _deliver(state, run_id, entry, last):
+                yield frame
+            last = entry.seq
+            if entry.event.get("type") == EV_DONE:
+                return
+        while True:
+            live = await subscription.get(ping_s)
+            if live is None:
+                yield ": ping\n\n"
+                continue
+            if live.seq <= last:
+                continue  # already sent during catch-up
+            for frame in await _deliver(state, run_id, live, last):
+                yield frame
+            last = live.seq
+            if live.event.get("type") == EV_DONE:
+                return
+    finally:
+        subscription.close()
+
+
+async def _deliver(state: AppState, run_id: str, entry: LogEntry, last: int) -> list[str]:
+    frames = []
+    if entry.seq > last + 1 and entry.event.get("type") != EV_SNAPSHOT:
+        snapshot = await run_snapshot(state, run_id)
+        frames.append(_snapshot_frame(run_id, entry.seq - 1, snapshot))
+    frames.append(encode_frame(entry.event))
+    return frames
+
+
+async def _empty_log(state: AppState, run_id: str, after: int) -> tuple[list[str], int, bool]:
+    """Nothing in the log after ``after``: a finished run whose log expired, or a lost log."""
+    async with state.sessions() as session:
+        run = await session.get(Run, run_id)
+    if run is None or (after == 0 and run.status not in FINAL_STATUSES):
+        return [], after, False  # a new run: its first events are on their way
+    if run.status in FINAL_STATUSES and run.last_seq:
+        if after >= run.last_seq:
+            return [], after, True  # the client has everything
+        snapshot = await run_snapshot(state, run_id)
+        done = {
+            "type": EV_DONE,
+            "seq": run.last_seq,
+            "runId": run_id,
+            "data": {
+                "responseId": run.response_id,
+                "status": run.status,
+                "usage": {"inputTokens": run.input_tokens, "outputTokens": run.output_tokens},
+            },
+        }
+        return [_snapshot_frame(run_id, run.last_seq - 1, snapshot), encode_frame(done)], 0, True
+    snapshot = await run_snapshot(state, run_id)
+    seq = int(snapshot.get("lastSeq") or 0)
+    if seq > after:
+        return [_snapshot_frame(run_id, seq, snapshot)], seq, False
+    return [], after, False

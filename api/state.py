@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from copilot.config import Settings
+from copilot.events.hub import LogHub
 from copilot.events.log import EventLog
 from copilot.tools.registry import ToolRegistry
 
@@ -22,3 +23,4 @@ class AppState:
     event_log: EventLog
     temporal: Client
     tools: ToolRegistry
+    hub: LogHub

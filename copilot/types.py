@@ -136,6 +136,8 @@ class RunState:
     content: str
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -206,6 +208,7 @@ class SaveAssistantMessageInput:
     # Set the chat's title (first answer of a new chat).
     title: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    last_seq: int | None = None
 
 
 @dataclass

@@ -272,6 +272,8 @@ class ChatWorkflow:
             )
             tool = _Tool(call=call, executor="server" if is_server else "client",
                          host_executed=host_executed, requires_confirmation=needs)  # fmt: skip
+            # A host may answer as soon as it sees tool_call: accept its result from then on.
+            tool.waiting_host = host_executed and not needs
             self._tools[call.id] = tool
             tools.append(tool)
         await workflow.execute_activity(
@@ -316,6 +318,7 @@ class ChatWorkflow:
                 )
                 await self._set_status(tool, "rejected")
                 return
+            tool.waiting_host = tool.host_executed and tool.decision == "accepted"
             await self._set_status(tool, "accepted")
             if tool.decision == "background":
                 # Not awaited (as in Sim): the model goes on; a server tool still runs, and its
@@ -372,7 +375,6 @@ class ChatWorkflow:
 
     async def _wait_for_host(self, input: ChatRunInput, tool: _Tool) -> None:
         call = tool.call
-        tool.waiting_host = True
         started = workflow.now()
         try:
             await workflow.wait_condition(
@@ -521,6 +523,8 @@ class ChatWorkflow:
         title = None
         if input.new_chat and self._status == RUN_COMPLETED:
             title = _short(" ".join(input.title_hint.split()), 60) if input.title_hint else None
+        # title_updated?, error?, done: the seq ``done`` will get, known before persisting.
+        final_seq = self._seq + 1 + int(title is not None) + int(self._error is not None)
         saved = await workflow.execute_activity(
             "save_assistant_message",
             SaveAssistantMessageInput(
@@ -535,6 +539,7 @@ class ChatWorkflow:
                 partial_turn=partial_turn,
                 title=title,
                 tool_calls=self._tool_calls_summary(),
+                last_seq=final_seq,
             ),
             result_type=SaveAssistantMessageResult,
             start_to_close_timeout=timedelta(seconds=30),
@@ -633,6 +638,16 @@ class ChatWorkflow:
 
     @workflow.query
     def state(self) -> RunState:
+        pending = [
+            {
+                "id": t.call.id,
+                "name": t.call.name,
+                "arguments": t.call.arguments,
+                "waiting": "decision" if t.waiting_decision else "host",
+            }
+            for t in self._tools.values()
+            if t.waiting_decision or t.waiting_host
+        ]
         return RunState(
             run_id=self._run_id,
             status=self._status,
@@ -641,13 +656,6 @@ class ChatWorkflow:
             content="".join(t.content for t in self._turns),
             usage=self._usage,
             error=self._error,
+            tool_calls=self._tool_calls_summary(),
+            pending=pending,
         )
-
-    @workflow.query
-    def pending_tools(self) -> list[dict[str, Any]]:
-        return [
-            {"id": t.call.id, "name": t.call.name, "arguments": t.call.arguments,
-             "status": t.status, "waiting": "decision" if t.waiting_decision else "host"}
-            for t in self._tools.values()
-            if t.waiting_decision or t.waiting_host
-        ]  # fmt: skip

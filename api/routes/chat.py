@@ -10,10 +10,9 @@ from fastapi.responses import StreamingResponse
 from api.deps import PrincipalDep, SessionDep, StateDep
 from api.runs import StartedRun, start_chat_run, stream_token_for
 from api.schemas import ChatRequest
-from api.sse import run_frames, sse_response
+from api.sse import run_frames, run_snapshot, sse_response
 from copilot.auth import Principal, authenticate, verify_stream_token
 from copilot.errors import InvalidRequest, NotFound
-from copilot.events.fold import fold_events
 from copilot.store import repo
 
 router = APIRouter(tags=["native"])
@@ -23,7 +22,7 @@ router = APIRouter(tags=["native"])
 async def chat(body: ChatRequest, state: StateDep, principal: PrincipalDep) -> StreamingResponse:
     run = await start_chat_run(state, principal, body, interactive=True)
     token = stream_token_for(state, principal, run)
-    frames = run_frames(state.event_log, run.run_id, after=0, ping_s=state.settings.sse_ping_s)
+    frames = run_frames(state, run.run_id, after=0, ping_s=state.settings.sse_ping_s)
     return sse_response(
         frames,
         {"X-Stream-Token": token, "X-Run-Id": run.run_id, "X-Chat-Id": run.chat_id},
@@ -69,12 +68,12 @@ async def run_events(
     if run is None:
         raise NotFound("run not found", code="run_not_found")
     start = _parse_after(last_event_id, after)
-    frames = run_frames(state.event_log, run_id, after=start, ping_s=state.settings.sse_ping_s)
+    frames = run_frames(state, run_id, after=start, ping_s=state.settings.sse_ping_s)
     return sse_response(frames, {"X-Run-Id": run_id})
 
 
 @router.get("/api/copilot/runs/{run_id}", summary="A run's snapshot as JSON")
-async def run_snapshot(
+async def get_run_snapshot(
     run_id: str,
     state: StateDep,
     session: SessionDep,
@@ -85,15 +84,14 @@ async def run_snapshot(
     run = await repo.get_run(session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id)
     if run is None:
         raise NotFound("run not found", code="run_not_found")
-    events = await state.event_log.read_after(run_id, 0, count=100_000)
-    folded = fold_events(e.event for e in events)
+    snapshot = await run_snapshot(state, run_id)
     out = repo.run_summary(run)
     out.update(
         {
-            "content": folded.content,
-            "lastSeq": folded.last_seq,
-            "toolCalls": [],
-            "pending": [],
+            "content": snapshot["content"],
+            "lastSeq": snapshot["lastSeq"],
+            "toolCalls": snapshot["toolCalls"],
+            "pending": snapshot["pending"],
             "streamToken": stream_token_for(
                 state,
                 principal,

@@ -30,7 +30,7 @@ async def chat_completion_streaming(
 ) -> StreamingResponse:
     native = body.native()
     run = await start_chat_run(state, principal, native, interactive=True, host_executed=True)
-    frames = run_frames(state.event_log, run.run_id, after=0, ping_s=state.settings.sse_ping_s)
+    frames = run_frames(state, run.run_id, after=0, ping_s=state.settings.sse_ping_s)
     token = stream_token_for(state, principal, run)
     return sse_response(
         frames, {"X-Stream-Token": token, "X-Run-Id": run.run_id, "X-Chat-Id": run.chat_id}

@@ -28,8 +28,11 @@ _APPEND = """
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
 local epoch = tonumber(ARGV[1])
 if epoch < cur then return -1 end
+if ARGV[2] == '1' and tonumber(ARGV[3]) > 1 and redis.call('EXISTS', KEYS[1]) == 0 then
+  return -2
+end
 if epoch > cur then redis.call('SET', KEYS[2], ARGV[1]) end
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   local id = ARGV[i] .. '-0'
   local ok = redis.pcall('XADD', KEYS[1], id, 'd', ARGV[i + 1])
   if type(ok) == 'table' and ok.err then
@@ -57,6 +60,10 @@ return tonumber(string.match(last[1][1], '^(%d+)'))
 
 class WriterFenced(Exception):
     """A newer attempt owns this run's log; this writer must stop."""
+
+
+class LogGone(Exception):
+    """The run's log vanished (Redis lost its data): the writer must re-seed it."""
 
 
 def stream_key(run_id: str) -> str:
@@ -93,15 +100,23 @@ class EventLog:
         self._append = redis.register_script(_APPEND)
         self._claim = redis.register_script(_CLAIM)
 
-    async def append(self, run_id: str, epoch: int, events: list[dict[str, Any]]) -> None:
-        """Write events (each with ``seq``) atomically under ``epoch``'s fence."""
+    async def append(
+        self, run_id: str, epoch: int, events: list[dict[str, Any]], *, check_gone: bool = False
+    ) -> None:
+        """Write events (each with ``seq``) atomically under ``epoch``'s fence.
+
+        ``check_gone``: raise ``LogGone`` instead of writing into a log that no longer exists
+        (so the writer can put a snapshot first and readers never see a silent gap).
+        """
         if not events:
             return
-        argv: list[Any] = [epoch]
+        argv: list[Any] = [epoch, "1" if check_gone else "0"]
         for event in events:
             argv.append(event["seq"])
             argv.append(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
         result = await self._append(keys=[stream_key(run_id), fence_key(run_id)], args=argv)
+        if int(result) == -2:
+            raise LogGone(f"run {run_id}: the event log is gone")
         if int(result) < 0:
             raise WriterFenced(f"run {run_id}: a newer writer owns the log")
 

@@ -189,6 +189,7 @@ async def save_assistant_message(
     error: str | None,
     error_code: str | None,
     title: str | None = None,
+    last_seq: int | None = None,
 ) -> str:
     """Idempotent: a retried write updates the one assistant message of the run."""
     message_id = new_id("msg")
@@ -220,6 +221,7 @@ async def save_assistant_message(
             error_code=error_code,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
+            last_seq=last_seq,
             finished_at=func.now(),
         )
     )
