@@ -43,6 +43,7 @@ from copilot.types import (
 )
 
 HEARTBEAT_EVERY_S = 1.0
+SEQ_JUMP_AFTER_LOSS = 10_000
 SYSTEM_PROMPT = (
     "You are a copilot inside a workflow-builder app. Answer clearly and concisely. Use the "
     "tools you are given when they help; never invent tool results."
@@ -118,13 +119,21 @@ class LlmActivities:
         """The first seq this attempt may write: after anything an earlier attempt wrote.
 
         Claiming the log fences out the earlier attempt first, so it cannot write after the
-        point read here. Heartbeat details cover a log that lost data (Redis without AOF).
+        point read here. If the log lost its data (Redis restarted without it), heartbeat
+        details say how far the earlier attempt got, but they lag (the SDK throttles them),
+        so numbering jumps ahead: a seq a client has seen is never reused. The jump is
+        preceded by a snapshot (the log is gone), so it is never a silent gap.
         """
-        after = input.seq_start - 1
+        in_log, fence = await self._log.claim_state(input.run_id, epoch)
+        beat = 0
         if details:
             with contextlib.suppress(TypeError, ValueError, IndexError):
-                after = max(after, int(details[0]))
-        return max(after, await self._log.claim(input.run_id, epoch)) + 1
+                beat = int(details[0])
+        retried = activity.info().attempt > 1 or input.seq_start > 1
+        lost = beat > in_log or (fence == 0 and retried)
+        if lost:
+            return max(beat, in_log, input.seq_start - 1) + SEQ_JUMP_AFTER_LOSS
+        return max(input.seq_start - 1, in_log) + 1
 
     async def _conversation(self, input: StreamTurnInput) -> list[ConvMessage]:
         """Earlier messages of the chat from PostgreSQL, then this run's finished turns."""
@@ -165,7 +174,6 @@ class _TurnWriter:
 
     async def emit(self, delta: Delta) -> None:
         if delta.kind == "content":
-            self._text.append(delta.text)
             event: dict[str, Any] = {"type": EV_CONTENT, "data": delta.text}
         elif delta.kind == "reasoning":
             event = {"type": EV_REASONING, "data": delta.text}
@@ -179,6 +187,8 @@ class _TurnWriter:
             return
         event["turn"] = self._input.turn
         await self._write([event])
+        if delta.kind == "content":
+            self._text.append(delta.text)  # after the write: a re-seed must not count it twice
         self._beat()
 
     async def flush(self) -> None:
@@ -193,8 +203,9 @@ class _TurnWriter:
             )
         except LogGone:
             # Redis lost the log mid-turn. Only this writer knows the turn's text so far:
-            # re-seed the log with a snapshot, so readers never see a silent gap.
-            self.next_seq -= len(events)
+            # re-seed the log with a snapshot, so readers never see a silent gap. Numbering
+            # jumps ahead: clients may have seen seqs the lost log held (even this batch's).
+            self.next_seq += SEQ_JUMP_AFTER_LOSS
             snapshot = {"type": EV_SNAPSHOT, "data": self._snapshot()}
             await self._log.append(
                 self._input.run_id, self.epoch, self._number([snapshot, *events])

@@ -53,8 +53,9 @@ local epoch = tonumber(ARGV[1])
 if epoch < cur then return -1 end
 if epoch > cur then redis.call('SET', KEYS[2], ARGV[1]) end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last == 0 then return 0 end
-return tonumber(string.match(last[1][1], '^(%d+)'))
+local seq = 0
+if #last > 0 then seq = tonumber(string.match(last[1][1], '^(%d+)')) end
+return {seq, cur}
 """
 
 
@@ -122,10 +123,14 @@ class EventLog:
 
     async def claim(self, run_id: str, epoch: int) -> int:
         """Fence out every older writer, then return the last seq in the log."""
+        return (await self.claim_state(run_id, epoch))[0]
+
+    async def claim_state(self, run_id: str, epoch: int) -> tuple[int, int]:
+        """``claim``, also returning the fence found (0: no writer ever wrote, or data lost)."""
         result = await self._claim(keys=[stream_key(run_id), fence_key(run_id)], args=[epoch])
-        if int(result) < 0:
+        if not isinstance(result, list):
             raise WriterFenced(f"run {run_id}: a newer writer owns the log")
-        return int(result)
+        return int(result[0]), int(result[1])
 
     async def finish(self, run_id: str) -> None:
         """The run is over: keep its log for the retention period, then let it expire."""
