@@ -152,7 +152,9 @@ async def _assert_promise(own: Own, client: Client, run_id: str, expected: str) 
     persisted, count = await _persisted(own.services, run_id)
     assert count == 1
     assert persisted == expected
-    assert folded.content == persisted
+    trace = [(f.id, f.data["type"], f.data.get("data") if f.data["type"] == "content" else "")
+             for f in client.frames[:20]]  # fmt: skip
+    assert folded.content == persisted, f"run {run_id}: {trace}"
 
 
 def _slow(text_words: int, delay_ms: int = 40) -> dict[str, Any]:
@@ -207,9 +209,6 @@ async def test_3_redis_restarted_mid_run(own: Own, keep_data: bool) -> None:
     child, _ = await asyncio.to_thread(start_redis, own.services.data_dir, own.ports.redis)
     _replace(emb, "redis", child)
     await client.follow(run_id)
-    if os.environ.get("DEBUG_FRAMES"):
-        for f in client.frames[:20]:
-            print(f.id, f.data["type"], f.data.get("data"), f.data.get("turn"))
     await _assert_promise(own, client, run_id, EXPECTED)
     if not keep_data:
         assert "snapshot" in [f.data["type"] for f in client.frames]
