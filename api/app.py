@@ -12,11 +12,13 @@ from redis.asyncio import Redis
 
 from api.errors import install_error_handlers
 from api.limits import BodyLimit
-from api.routes import chat, chats, headless, health, runs, sim, tools
+from api.metrics import Metrics, RequestMetrics
+from api.routes import apikeys, chat, chats, headless, health, ops, runs, sim, tools
 from api.state import AppState
 from copilot.config import Settings
 from copilot.events.hub import LogHub
 from copilot.events.log import EventLog
+from copilot.ratelimit import RateLimiter, parse_proxies
 from copilot.store.engine import make_engine, make_sessionmaker
 from copilot.temporal import connect
 from copilot.tools.registry import ToolRegistry
@@ -25,6 +27,8 @@ log = logging.getLogger("copilot.api")
 
 
 def create_app(settings: Settings) -> FastAPI:
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database_url, redis_url, _ = settings.runtime_urls()
@@ -45,6 +49,9 @@ def create_app(settings: Settings) -> FastAPI:
             temporal=temporal,
             tools=ToolRegistry(settings.extra_tool_modules),
             hub=hub,
+            limiter=RateLimiter(redis, window_s=settings.rate_limit_window_s),
+            metrics=metrics,
+            trusted_proxies=parse_proxies(settings.trusted_proxies),
         )
         if settings.dev_mode:
             log.warning("COPILOT_API_KEY is not set: development mode, no auth (loopback only)")
@@ -70,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
             expose_headers=["x-stream-token", "x-run-id", "x-chat-id"],
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(chat.router)
@@ -78,4 +86,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(tools.router)
     app.include_router(sim.router)
     app.include_router(headless.router)
+    app.include_router(apikeys.router)
+    app.include_router(ops.router)
     return app

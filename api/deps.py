@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.state import AppState
-from copilot.auth import Principal, authenticate
+from copilot.auth import DEFAULT_TENANT, Principal, is_admin_key
+from copilot.errors import RateLimited, Unauthorized
+from copilot.ratelimit import client_ip
+from copilot.store import apikeys
 
 
 def get_state(request: Request) -> AppState:
@@ -29,8 +32,53 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_principal(state: StateDep, x_api_key: Annotated[str | None, Header()] = None) -> Principal:
-    return authenticate(state.settings, x_api_key)
+async def authenticate(state: AppState, api_key: str | None, tenant_id: str | None) -> Principal:
+    settings = state.settings
+    if settings.dev_mode:
+        return Principal(kind="dev", tenant_id=tenant_id or DEFAULT_TENANT, user_id=None)
+    if not api_key:
+        raise Unauthorized("missing x-api-key header")
+    if is_admin_key(settings, api_key):
+        return Principal(kind="admin", tenant_id=tenant_id or DEFAULT_TENANT, user_id=None)
+    if api_key.startswith(apikeys.KEY_PREFIX):
+        async with state.sessions() as session:
+            row = await apikeys.find_key(session, key=api_key)
+        if row is not None:
+            return Principal(kind=row.kind, tenant_id=row.tenant_id, user_id=row.user_id,
+                             key_id=row.id)  # fmt: skip
+    raise Unauthorized("invalid API key")
+
+
+async def get_principal(
+    state: StateDep,
+    x_api_key: Annotated[str | None, Header()] = None,
+    tenant_id: Annotated[str | None, Query(alias="tenantId", max_length=64)] = None,
+) -> Principal:
+    return await authenticate(state, x_api_key, tenant_id)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def request_ip(request: Request, state: StateDep) -> str:
+    peer = request.client.host if request.client else None
+    return client_ip(peer, request.headers.get("x-forwarded-for"), state.trusted_proxies)
+
+
+ClientIpDep = Annotated[str, Depends(request_ip)]
+
+
+async def limit_reads(state: StateDep, principal: PrincipalDep, ip: ClientIpDep) -> None:
+    """Reads, rejoins, confirmations and mark-complete: one higher limit per caller and IP."""
+    who = principal.key_id or f"{principal.kind}:{principal.tenant_id}:{principal.user_id}"
+    verdict = await state.limiter.hit("reads", f"{who}:{ip}", state.settings.rate_limit_reads)
+    if not verdict.allowed:
+        state.metrics.rate_limited.labels(scope="reads").inc()
+        raise RateLimited(
+            f"too many requests; retry in {verdict.reset_s}s",
+            headers={"Retry-After": str(verdict.reset_s),
+                     **verdict.headers(state.limiter.window_s)},
+        )  # fmt: skip
+
+
+ReadLimit = Depends(limit_reads)

@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 from api.schemas import ChatRequest
 from api.state import AppState
 from copilot.auth import Principal, issue_stream_token
-from copilot.errors import Conflict, Unavailable
+from copilot.errors import Conflict, RateLimited, Unavailable
 from copilot.providers.registry import route_model
 from copilot.store import repo
 from copilot.types import AbortInput, AbortResult, ChatRunInput, ToolSpecData
@@ -31,6 +31,7 @@ class StartedRun:
     chat_id: str
     user_id: str
     created: bool
+    tenant_id: str = "default"
 
 
 async def abort_run(state: AppState, run_id: str) -> None:
@@ -45,14 +46,36 @@ async def abort_run(state: AppState, run_id: str) -> None:
         raise Conflict("the run has already finished", code="run_finished") from None
 
 
+async def check_start_limits(state: AppState, principal: Principal, user_id: str, ip: str) -> None:
+    """Run starts: per user, and per client IP unless a service key calls (a whole Sim
+    instance calls from one address; its users are still limited one by one)."""
+    settings = state.settings
+    checks = [("starts-user", f"{principal.tenant_id}:{user_id}",
+               settings.rate_limit_starts_per_user)]  # fmt: skip
+    if principal.kind != "service":
+        checks.append(("starts-ip", ip, settings.rate_limit_starts_per_ip))
+    for scope, ident, limit in checks:
+        verdict = await state.limiter.hit(scope, ident, limit)
+        if not verdict.allowed:
+            state.metrics.rate_limited.labels(scope=scope).inc()
+            raise RateLimited(
+                f"too many runs started ({scope}); retry in {verdict.reset_s}s",
+                headers={"Retry-After": str(verdict.reset_s),
+                         **verdict.headers(state.limiter.window_s)},
+            )  # fmt: skip
+
+
 async def start_chat_run(
     state: AppState,
     principal: Principal,
     body: ChatRequest,
     *,
     interactive: bool,
+    client_ip: str,
     host_executed: bool = False,
 ) -> StartedRun:
+    principal = principal.in_tenant(body.tenant_id)
+    await check_start_limits(state, principal, principal.acting_user(body.user_id), client_ip)
     try:
         return await _start(state, principal, body, interactive, host_executed)
     except Conflict as exc:
@@ -148,14 +171,16 @@ async def _start(
                 "the workflow engine is unavailable; try again shortly",
                 extra={"runId": run.id},
             ) from exc
+        state.metrics.runs_started.labels(provider=route.provider).inc()
         log.info("run %s started (%s/%s)", run.id, route.provider, route.model)
-    return StartedRun(run_id=run.id, chat_id=run.chat_id, user_id=user_id, created=started.created)
+    return StartedRun(run_id=run.id, chat_id=run.chat_id, user_id=user_id,
+                      created=started.created, tenant_id=principal.tenant_id)  # fmt: skip
 
 
 def stream_token_for(state: AppState, principal: Principal, run: StartedRun) -> str:
     return issue_stream_token(
         state.settings.stream_token_key_bytes,
-        tenant_id=principal.tenant_id,
+        tenant_id=run.tenant_id,
         user_id=run.user_id,
         run_id=run.run_id,
         ttl_s=state.settings.stream_token_ttl_s,

@@ -28,6 +28,7 @@ class ChatRequest(BaseModel):
 
     message: str = Field(min_length=1, max_length=100_000)
     user_id: str | None = Field(None, alias="userId", min_length=1, max_length=200)
+    tenant_id: str | None = Field(None, alias="tenantId", min_length=1, max_length=64)
     chat_id: str | None = Field(
         None, alias="chatId", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$"
     )

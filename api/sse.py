@@ -10,6 +10,7 @@ a ``snapshot`` (the run's state from the workflow, or from PostgreSQL once finis
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -75,9 +76,24 @@ def _snapshot_frame(run_id: str, seq: int, data: dict[str, Any]) -> str:
 
 
 async def run_frames(
-    state: AppState, run_id: str, *, after: int, ping_s: float
+    state: AppState, run_id: str, *, after: int, ping_s: float, started: float | None = None
 ) -> AsyncIterator[str]:
-    """Every frame after ``after`` until ``done``, with ``: ping`` while idle."""
+    """Every frame after ``after`` until ``done``, with ``: ping`` while idle.
+
+    ``started``: when the request that started the run arrived, to observe time to first token.
+    """
+    state.metrics.sse_active.inc()
+    try:
+        async for frame in _frames(state, run_id, after=after, ping_s=ping_s):
+            if started is not None and frame.startswith("id:") and "event: content\n" in frame:
+                state.metrics.ttft.observe(time.monotonic() - started)
+                started = None
+            yield frame
+    finally:
+        state.metrics.sse_active.dec()
+
+
+async def _frames(state: AppState, run_id: str, *, after: int, ping_s: float) -> AsyncIterator[str]:
     yield ": stream open\n\n"
     subscription = await state.hub.subscribe(run_id, after)
     last = after

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from api.metrics import Metrics
 from copilot.config import Settings
 from copilot.events.hub import LogHub
 from copilot.events.log import EventLog
+from copilot.ratelimit import RateLimiter
 from copilot.tools.registry import ToolRegistry
 
 
@@ -24,3 +27,6 @@ class AppState:
     temporal: Client
     tools: ToolRegistry
     hub: LogHub
+    limiter: RateLimiter
+    metrics: Metrics
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network]

@@ -1,9 +1,12 @@
 """Who is calling, and stream tokens.
 
-Keys: the admin key (``COPILOT_API_KEY``, compared in constant time) acts for the ``userId``
-it names; with no admin key set the server is in development mode (no auth, loopback only).
-Stream tokens are an HMAC over (tenantId, userId, runId, expiry): never stored, they
-authorise only one run's events route, for at most 15 minutes.
+- The admin key (``COPILOT_API_KEY``, compared in constant time) operates the server and acts
+  for the ``userId`` (and ``tenantId``, default ``default``) a request names.
+- Issued ``service`` keys act for any user they name, inside their tenant; issued ``user`` keys
+  act as their owner only (naming another user: 403 ``user_mismatch``).
+- With no admin key set the server is in development mode: no auth, loopback only.
+- Stream tokens are an HMAC over (tenantId, userId, runId, expiry): never stored, they
+  authorise only one run's events route, for at most 15 minutes.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ import base64
 import hashlib
 import hmac
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from copilot.config import Settings
-from copilot.errors import InvalidRequest, Unauthorized
+from copilot.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 
 DEFAULT_TENANT = "default"
 DEV_USER = "local"
@@ -27,10 +30,25 @@ class Principal:
     tenant_id: str
     user_id: str | None  # fixed for user keys and stream tokens; named per request otherwise
     run_id: str | None = None  # stream tokens only
+    key_id: str | None = None
+
+    @property
+    def can_operate(self) -> bool:
+        """Admin-only operations (stats, metrics)."""
+        return self.kind in ("admin", "dev")
+
+    def in_tenant(self, tenant_id: str | None) -> Principal:
+        """The admin key may name the tenant it acts in; other keys are bound to theirs."""
+        if tenant_id and self.kind in ("admin", "dev"):
+            return replace(self, tenant_id=tenant_id)
+        return self
 
     def acting_user(self, requested: str | None) -> str:
         """The user this request acts for."""
-        if self.user_id is not None and self.kind in ("user", "stream"):
+        if self.kind in ("user", "stream"):
+            assert self.user_id is not None
+            if requested and requested != self.user_id:
+                raise Forbidden("this key acts for its own user only", code="user_mismatch")
             return self.user_id
         if requested:
             return requested
@@ -41,15 +59,12 @@ class Principal:
         )
 
 
-def authenticate(settings: Settings, api_key: str | None) -> Principal:
-    if settings.dev_mode:
-        return Principal(kind="dev", tenant_id=DEFAULT_TENANT, user_id=None)
-    if not api_key:
-        raise Unauthorized("missing x-api-key header")
-    assert settings.copilot_api_key is not None
-    if hmac.compare_digest(api_key.encode(), settings.copilot_api_key.get_secret_value().encode()):
-        return Principal(kind="admin", tenant_id=DEFAULT_TENANT, user_id=None)
-    raise Unauthorized("invalid API key")
+def is_admin_key(settings: Settings, api_key: str) -> bool:
+    if settings.copilot_api_key is None:
+        return False
+    return hmac.compare_digest(
+        api_key.encode(), settings.copilot_api_key.get_secret_value().encode()
+    )
 
 
 def _b64(data: bytes) -> str:
@@ -88,5 +103,5 @@ def verify_stream_token(key: bytes, token: str, *, run_id: str, max_ttl_s: int) 
             "stream token expired: fetch a fresh one from GET /api/copilot/runs/{runId}"
         )
     if token_run != run_id:
-        raise Unauthorized("this stream token is for another run")
+        raise NotFound("run not found", code="run_not_found")  # never reveal another run
     return Principal(kind="stream", tenant_id=tenant_id, user_id=user_id, run_id=run_id)

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     ollama_url: str = Field("http://127.0.0.1:11434", validation_alias="OLLAMA_URL")
     provider_timeout_s: float = Field(120.0, validation_alias="PROVIDER_TIMEOUT_S")
 
+    # --- abuse limits (per minute) -----------------------------------------------------------
+    rate_limit_starts_per_user: int = Field(100, validation_alias="RATE_LIMIT_STARTS_PER_USER")
+    rate_limit_starts_per_ip: int = Field(200, validation_alias="RATE_LIMIT_STARTS_PER_IP")
+    rate_limit_reads: int = Field(1200, validation_alias="RATE_LIMIT_READS")
+    rate_limit_window_s: int = Field(60, validation_alias="RATE_LIMIT_WINDOW")
+    trusted_proxies: str = Field("", validation_alias="TRUSTED_PROXIES")
+    worker_metrics_port: int = Field(0, validation_alias="WORKER_METRICS_PORT")
+
     # --- agent loop and tools -----------------------------------------------------------------
     max_turns: int = Field(25, validation_alias="MAX_TURNS", ge=1, le=200)
     confirmation_timeout_s: int = Field(600, validation_alias="CONFIRMATION_TIMEOUT", ge=1)

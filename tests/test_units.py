@@ -7,7 +7,7 @@ from pydantic import SecretStr
 
 from copilot.auth import issue_stream_token, verify_stream_token
 from copilot.config import Settings, SettingsError, parse_hex_key
-from copilot.errors import InvalidRequest, Unauthorized
+from copilot.errors import InvalidRequest, NotFound, Unauthorized
 from copilot.events.fold import fold_events
 from copilot.providers.registry import route_model
 
@@ -45,7 +45,7 @@ def test_stream_token_binds_run_and_expires() -> None:
     token = issue_stream_token(KEY, tenant_id="t", user_id="u", run_id="r1", ttl_s=60)
     principal = verify_stream_token(KEY, token, run_id="r1", max_ttl_s=900)
     assert (principal.tenant_id, principal.user_id, principal.run_id) == ("t", "u", "r1")
-    with pytest.raises(Unauthorized):
+    with pytest.raises(NotFound):
         verify_stream_token(KEY, token, run_id="r2", max_ttl_s=900)
     with pytest.raises(Unauthorized):
         verify_stream_token(bytes(32), token, run_id="r1", max_ttl_s=900)

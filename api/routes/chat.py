@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from api.deps import PrincipalDep, SessionDep, StateDep
+from api.deps import (
+    ClientIpDep,
+    PrincipalDep,
+    ReadLimit,
+    SessionDep,
+    StateDep,
+    authenticate,
+    limit_reads,
+)
 from api.runs import StartedRun, start_chat_run, stream_token_for
 from api.schemas import ChatRequest
 from api.sse import run_frames, run_snapshot, sse_response
-from copilot.auth import Principal, authenticate, verify_stream_token
+from copilot.auth import Principal, verify_stream_token
 from copilot.errors import InvalidRequest, NotFound
 from copilot.store import repo
 
@@ -19,10 +28,15 @@ router = APIRouter(tags=["native"])
 
 
 @router.post("/api/copilot/chat", summary="Start a run and stream its events (SSE)")
-async def chat(body: ChatRequest, state: StateDep, principal: PrincipalDep) -> StreamingResponse:
-    run = await start_chat_run(state, principal, body, interactive=True)
+async def chat(
+    body: ChatRequest, state: StateDep, principal: PrincipalDep, ip: ClientIpDep
+) -> StreamingResponse:
+    started = time.monotonic()
+    run = await start_chat_run(state, principal, body, interactive=True, client_ip=ip)
     token = stream_token_for(state, principal, run)
-    frames = run_frames(state, run.run_id, after=0, ping_s=state.settings.sse_ping_s)
+    frames = run_frames(
+        state, run.run_id, after=0, ping_s=state.settings.sse_ping_s, started=started
+    )
     return sse_response(
         frames,
         {"X-Stream-Token": token, "X-Run-Id": run.run_id, "X-Chat-Id": run.chat_id},
@@ -47,11 +61,13 @@ async def run_events(
     run_id: str,
     state: StateDep,
     session: SessionDep,
+    ip: ClientIpDep,
     x_api_key: Annotated[str | None, Header()] = None,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0)] = None,
     token: Annotated[str | None, Query()] = None,
     user_id: Annotated[str | None, Query(alias="userId")] = None,
+    tenant_id: Annotated[str | None, Query(alias="tenantId", max_length=64)] = None,
 ) -> StreamingResponse:
     principal: Principal
     if token is not None and not x_api_key:
@@ -62,7 +78,8 @@ async def run_events(
             max_ttl_s=state.settings.stream_token_ttl_s,
         )
     else:
-        principal = authenticate(state.settings, x_api_key)
+        principal = await authenticate(state, x_api_key, tenant_id)
+    await limit_reads(state, principal, ip)
     acting = principal.acting_user(user_id)
     run = await repo.get_run(session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id)
     if run is None:
@@ -72,7 +89,9 @@ async def run_events(
     return sse_response(frames, {"X-Run-Id": run_id})
 
 
-@router.get("/api/copilot/runs/{run_id}", summary="A run's snapshot as JSON")
+@router.get(
+    "/api/copilot/runs/{run_id}", summary="A run's snapshot as JSON", dependencies=[ReadLimit]
+)
 async def get_run_snapshot(
     run_id: str,
     state: StateDep,

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, SessionDep
-from copilot.errors import NotFound
+from api.deps import PrincipalDep, ReadLimit, SessionDep
+from copilot.errors import Conflict, NotFound
 from copilot.store import repo
 from copilot.store.models import Chat, Message
 
-router = APIRouter(tags=["native"])
+router = APIRouter(tags=["native"], dependencies=[ReadLimit])
 
 UserQuery = Annotated[str | None, Query(alias="userId")]
 
@@ -47,6 +47,24 @@ async def list_chats(
     acting = principal.acting_user(user_id)
     chats = await repo.list_chats(session, tenant_id=principal.tenant_id, user_id=acting)
     return {"success": True, "chats": [_chat(c) for c in chats]}
+
+
+@router.delete("/api/copilot/chats/{chat_id}", summary="Delete a chat and its history")
+async def delete_chat(
+    chat_id: str, session: SessionDep, principal: PrincipalDep, user_id: UserQuery = None
+) -> dict[str, Any]:
+    acting = principal.acting_user(user_id)
+    chat = await repo.get_chat(
+        session, tenant_id=principal.tenant_id, user_id=acting, chat_id=chat_id
+    )
+    if chat is None:
+        raise NotFound("chat not found", code="chat_not_found")
+    active = await repo.active_run_id(session, chat_id=chat.id)
+    if active is not None:
+        raise Conflict("the chat has an active run; abort it first", code="run_active",
+                       extra={"runId": active})  # fmt: skip
+    await session.delete(chat)
+    return {"success": True, "chatId": chat_id}
 
 
 @router.get("/api/copilot/chats/{chat_id}", summary="A chat with its messages")

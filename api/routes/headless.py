@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import PrincipalDep, SessionDep, StateDep
+from api.deps import ClientIpDep, PrincipalDep, ReadLimit, SessionDep, StateDep
 from api.runs import start_chat_run
 from api.schemas import ChatRequest
 from api.state import AppState
@@ -93,10 +93,10 @@ async def _load_run(state: AppState, run_id: str) -> Run:
     responses={202: {"description": "started; poll GET /api/v1/copilot/runs/{runId}"}},
 )
 async def headless_chat(
-    body: ChatRequest, state: StateDep, principal: PrincipalDep
+    body: ChatRequest, state: StateDep, principal: PrincipalDep, ip: ClientIpDep
 ) -> JSONResponse:
     _require_enabled(state)
-    started = await start_chat_run(state, principal, body, interactive=False)
+    started = await start_chat_run(state, principal, body, interactive=False, client_ip=ip)
     if not body.wait:
         return JSONResponse({"success": True, "runId": started.run_id, "chatId": started.chat_id},
                             status_code=202)  # fmt: skip
@@ -117,7 +117,11 @@ async def headless_chat(
     return await _result(state, run)
 
 
-@router.get("/api/v1/copilot/runs/{run_id}", summary="Headless poll: status, then the result")
+@router.get(
+    "/api/v1/copilot/runs/{run_id}",
+    summary="Headless poll: status, then the result",
+    dependencies=[ReadLimit],
+)
 async def headless_run(
     run_id: str,
     state: StateDep,

@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, SessionDep, StateDep
+from api.deps import PrincipalDep, ReadLimit, SessionDep, StateDep
 from api.runs import abort_run
 from copilot.errors import Conflict, NotFound
 from copilot.store import repo
 from copilot.types import FINAL_STATUSES
 
-router = APIRouter(tags=["native"])
+router = APIRouter(tags=["native"], dependencies=[ReadLimit])
 
 
 @router.get("/api/copilot/runs", summary="The caller's runs, newest first")

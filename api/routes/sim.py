@@ -7,16 +7,16 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from api.deps import PrincipalDep, SessionDep, StateDep
+from api.deps import ClientIpDep, PrincipalDep, ReadLimit, SessionDep, StateDep
 from api.runs import start_chat_run, stream_token_for
 from api.schemas import SimChatRequest
 from api.sse import run_frames, sse_response
-from copilot.errors import Forbidden, NotFound
+from copilot.errors import NotFound
 from copilot.providers.registry import context_window
 from copilot.store import repo
-from copilot.store.models import Chat, Message, Run
+from copilot.store.models import Run
 
 router = APIRouter(tags=["sim"])
 
@@ -26,10 +26,12 @@ router = APIRouter(tags=["sim"])
     summary="Sim: start a run and stream it (client tools are host-executed)",
 )
 async def chat_completion_streaming(
-    body: SimChatRequest, state: StateDep, principal: PrincipalDep
+    body: SimChatRequest, state: StateDep, principal: PrincipalDep, ip: ClientIpDep
 ) -> StreamingResponse:
     native = body.native()
-    run = await start_chat_run(state, principal, native, interactive=True, host_executed=True)
+    run = await start_chat_run(
+        state, principal, native, interactive=True, host_executed=True, client_ip=ip
+    )
     frames = run_frames(state, run.run_id, after=0, ping_s=state.settings.sse_ping_s)
     token = stream_token_for(state, principal, run)
     return sse_response(
@@ -45,7 +47,11 @@ class ContextUsageBody(BaseModel):
     model: str | None = Field(None, max_length=200)
 
 
-@router.post("/api/get-context-usage", summary="Tokens the chat uses vs the model's window")
+@router.post(
+    "/api/get-context-usage",
+    summary="Tokens the chat uses vs the model's window",
+    dependencies=[ReadLimit],
+)
 async def get_context_usage(
     body: ContextUsageBody, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -69,27 +75,4 @@ async def get_context_usage(
         "tokensUsed": used,
         "contextWindow": window,
         "percentage": round(100 * used / window, 2) if window else 0,
-    }
-
-
-@router.get("/api/stats", summary="Admin: usage statistics")
-async def stats(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
-    if principal.kind not in ("admin", "dev"):
-        raise Forbidden("admin key required", code="forbidden")
-    total_messages = await session.scalar(select(func.count()).select_from(Message))
-    total_users = await session.scalar(select(func.count(func.distinct(Chat.user_id))))
-    total_runs = await session.scalar(select(func.count()).select_from(Run))
-    active = await session.scalar(select(func.count()).select_from(Run).where(Run.active))
-    chats = await session.scalar(select(func.count()).select_from(Chat))
-    by_status = dict(
-        (await session.execute(select(Run.status, func.count()).group_by(Run.status))).all()
-    )
-    return {
-        "success": True,
-        "totalMessages": total_messages or 0,
-        "totalUsers": total_users or 0,
-        "totalRequests": total_runs or 0,
-        "totalChats": chats or 0,
-        "activeRuns": active or 0,
-        "runsByStatus": {str(k): int(v) for k, v in by_status.items()},
     }

@@ -11,12 +11,12 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from api.deps import PrincipalDep, SessionDep, StateDep
-from copilot.errors import AppError, Conflict, InvalidRequest, NotFound, TooLarge
+from api.deps import PrincipalDep, ReadLimit, SessionDep, StateDep
+from copilot.errors import AppError, Conflict, Forbidden, InvalidRequest, NotFound, TooLarge
 from copilot.store import repo
 from copilot.types import DecisionInput, DecisionResult, MarkCompleteInput
 
-router = APIRouter(tags=["tools"])
+router = APIRouter(tags=["tools"], dependencies=[ReadLimit])
 
 
 class ConfirmBody(BaseModel):
@@ -86,6 +86,9 @@ async def mark_complete(
                 f"data is {size} bytes; the limit is {state.settings.max_tool_result_bytes} "
                 "(MAX_TOOL_RESULT_BYTES)"
             )
+    if principal.kind not in ("service", "admin", "dev"):
+        raise Forbidden("only the host app's service key may report tool results",
+                        code="forbidden")  # fmt: skip
     row = await repo.get_tool_call(session, tenant_id=principal.tenant_id, tool_call_id=body.id)
     if row is None or not row.host_executed:
         raise NotFound("tool call not found", code="tool_call_not_found")

@@ -1,0 +1,254 @@
+"""Identity, tenancy and abuse limits over every route that takes an id."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from copilot.embedded import free_port
+from copilot.ratelimit import RateLimiter, client_ip, parse_proxies
+from tests.conftest import Services, Stack, running_stack, scenario
+from tests.fakes.provider import FakeProviderServer
+from tests.live import LiveRun
+
+ADMIN = "admin-canary-0f3b9c2e71d54a8b"
+
+
+@pytest.fixture(scope="module")
+def secure(services: Services, fake_provider: FakeProviderServer) -> Iterator[Stack]:
+    with running_stack(services, fake_provider, COPILOT_API_KEY=ADMIN) as running:
+        yield running
+
+
+@dataclass
+class World:
+    api: str
+    service_a: str
+    service_b: str
+    user_a1: str
+    user_a2: str
+    user_b1: str
+    user_b1_id: str
+
+
+def _h(key: str) -> dict[str, str]:
+    return {"x-api-key": key}
+
+
+@pytest.fixture(scope="module")
+def world(secure: Stack) -> World:
+    with httpx.Client(base_url=secure.api_url, timeout=30) as c:
+
+        def issue(key: str, body: dict[str, str]) -> str:
+            resp = c.post("/api/validate-key/generate", json=body, headers=_h(key))
+            assert resp.status_code == 200, resp.text
+            value: str = resp.json()["apiKey"]
+            assert value.startswith("sk-copilot-")
+            return value
+
+        sa = issue(ADMIN, {"tenantName": "Acme"})
+        sb = issue(ADMIN, {"tenantName": "Globex"})
+        return World(
+            api=secure.api_url,
+            service_a=sa,
+            service_b=sb,
+            user_a1=issue(sa, {"userId": "alice"}),
+            user_a2=issue(sa, {"userId": "bob"}),
+            user_b1=issue(sb, {"userId": "alice"}),  # same user id, other tenant
+            user_b1_id="alice",
+        )
+
+
+async def test_auth_is_required_and_keys_are_checked(world: World) -> None:
+    async with httpx.AsyncClient(base_url=world.api) as c:
+        assert (await c.get("/api/copilot/chats")).status_code == 401
+        bad = await c.get("/api/copilot/chats", headers=_h("sk-copilot-nope"))
+        assert bad.status_code == 401
+        assert bad.json()["code"] == "unauthorized"
+        health = await c.get("/api/health")  # health stays open for load balancers
+        assert health.status_code == 200
+
+
+async def test_user_b_and_tenant_b_get_404_for_every_object_of_a(
+    world: World, secure: Stack
+) -> None:
+    tool = {"name": "deploy", "inputSchema": {"type": "object"}, "requiresConfirmation": True}
+    key = scenario(
+        secure.provider,
+        [{"tool_calls": [{"name": "deploy", "arguments": {}}]}, {"text": "as you wish"}],
+    )
+    async with httpx.AsyncClient(base_url=world.api, timeout=30, headers=_h(world.user_a1)) as a:
+        live = await LiveRun.start(a, {"message": key, "tools": [tool]})
+        await live.event("tool_status", status="awaiting_confirmation")
+        run_id = live.run_id
+        chat_id = live.frames[0].data["data"]["chatId"]
+        call_id = (await live.event("tool_call")).data["data"]["id"]
+        token = live.headers["x-stream-token"]
+        assert (await a.get(f"/api/copilot/chats/{chat_id}")).status_code == 200
+
+        async with httpx.AsyncClient(base_url=world.api, timeout=30) as other:
+            own_b = await LiveRun.start(other, {"message": "hello"}, headers=_h(world.user_b1))
+            b_token = own_b.headers["x-stream-token"]
+            for intruder in (world.user_a2, world.user_b1, world.service_b):
+                h = _h(intruder)
+                q = {"userId": "alice"} if intruder == world.service_b else {}
+                checks = [
+                    await other.get(f"/api/copilot/chats/{chat_id}", headers=h, params=q),
+                    await other.delete(f"/api/copilot/chats/{chat_id}", headers=h, params=q),
+                    await other.get(f"/api/copilot/runs/{run_id}", headers=h, params=q),
+                    await other.get(f"/api/copilot/runs/{run_id}/events", headers=h, params=q),
+                    await other.post(f"/api/copilot/runs/{run_id}/abort", headers=h, params=q),
+                    await other.get(f"/api/v1/copilot/runs/{run_id}", headers=h, params=q),
+                    await other.post("/api/copilot/confirm", headers=h,
+                                     json={"toolCallId": call_id, "status": "accepted", **q}),
+                    await other.post("/api/get-context-usage", headers=h,
+                                     json={"chatId": chat_id, **q}),
+                ]  # fmt: skip
+                if intruder == world.service_b:
+                    checks.append(await other.post(
+                        "/api/tools/mark-complete", headers=h,
+                        json={"id": call_id, "name": "deploy", "status": 200}))  # fmt: skip
+                for resp in checks:
+                    assert resp.status_code == 404, (intruder[-4:], resp.request.url, resp.text)
+                listed = await other.get("/api/copilot/runs", headers=h, params=q)
+                assert run_id not in [r["runId"] for r in listed.json()["runs"]]
+            # a stream token opens its own run only
+            for t in (b_token, token + "x"):
+                resp = await other.get(f"/api/copilot/runs/{run_id}/events", params={"token": t})
+                assert resp.status_code in (401, 404)
+            await own_b.close()
+
+        # the owner still can do all of it
+        ok = await a.post(
+            "/api/copilot/confirm", json={"toolCallId": call_id, "status": "rejected"}
+        )
+        assert ok.status_code == 200
+        await live.finished()
+
+
+async def test_user_keys_are_bound_to_their_user(world: World) -> None:
+    async with httpx.AsyncClient(base_url=world.api, timeout=30) as c:
+        mismatch = await c.get(
+            "/api/copilot/chats", headers=_h(world.user_a1), params={"userId": "bob"}
+        )
+        assert mismatch.status_code == 403
+        assert mismatch.json()["code"] == "user_mismatch"
+        chat = await c.post("/api/copilot/chat", headers=_h(world.user_a1),
+                            json={"message": "hi", "userId": "mallory"})  # fmt: skip
+        assert chat.status_code == 403
+        issue = await c.post("/api/validate-key/generate", headers=_h(world.user_a1),
+                             json={"userId": "x"})  # fmt: skip
+        assert issue.status_code == 403
+        mark = await c.post("/api/tools/mark-complete", headers=_h(world.user_a1),
+                            json={"id": "tc_x", "name": "x", "status": 200})  # fmt: skip
+        assert mark.status_code == 403
+        needs_user = await c.get("/api/copilot/chats", headers=_h(world.service_a))
+        assert needs_user.status_code == 400
+        for admin_route in ("/api/stats", "/metrics"):
+            assert (await c.get(admin_route, headers=_h(world.service_a))).status_code == 404
+            assert (await c.get(admin_route, headers=_h(ADMIN))).status_code == 200
+
+
+async def test_key_management_rights_and_rotation(world: World) -> None:
+    async with httpx.AsyncClient(base_url=world.api, timeout=30) as c:
+        listed_a = await c.post("/api/validate-key/get-api-keys", headers=_h(world.service_a))
+        users_a = {k["userId"] for k in listed_a.json()["keys"]}
+        assert users_a == {"alice", "bob"}
+        assert all("apiKey" not in k for k in listed_a.json()["keys"])
+        listed_b = await c.post("/api/validate-key/get-api-keys", headers=_h(world.service_b))
+        b_ids = [k["id"] for k in listed_b.json()["keys"]]
+        # A cannot revoke B's keys
+        cross = await c.post("/api/validate-key/delete", headers=_h(world.service_a),
+                             json={"id": b_ids[0]})  # fmt: skip
+        assert cross.status_code == 404
+        # rotation: a second service key for the same tenant name joins the same tenant
+        rotated = (await c.post("/api/validate-key/generate", headers=_h(ADMIN),
+                                json={"tenantName": "Acme"})).json()  # fmt: skip
+        first = (await c.post("/api/validate-key/get-api-keys", headers=_h(ADMIN))).json()["keys"]
+        acme = {k["tenantId"] for k in first if k["name"] == "Acme"}
+        assert len(acme) == 1
+        old_id = next(k["id"] for k in first if k["name"] == "Acme" and k["id"] != rotated["id"])
+        revoked = await c.post("/api/validate-key/delete", headers=_h(ADMIN), json={"id": old_id})
+        assert revoked.status_code == 200
+        assert (await c.get("/api/copilot/chats", headers=_h(world.service_a),
+                            params={"userId": "alice"})).status_code == 401  # fmt: skip
+        still = await c.get("/api/copilot/chats", headers=_h(rotated["apiKey"]),
+                            params={"userId": "alice"})  # fmt: skip
+        assert still.status_code == 200  # the tenant and its chats survived the rotation
+
+
+async def test_canary_secrets_never_reach_the_logs(world: World, secure: Stack) -> None:
+    async with httpx.AsyncClient(base_url=world.api, timeout=30, headers=_h(world.user_a1)) as a:
+        key = scenario(secure.provider, [{"text": "fine"}])
+        live = await LiveRun.start(a, {"message": key})
+        await live.finished()
+        token = live.headers["x-stream-token"]
+        async with httpx.AsyncClient(base_url=world.api) as plain:
+            resp = await plain.get(f"/api/copilot/runs/{live.run_id}/events",
+                                   params={"token": token, "after": 0})  # fmt: skip
+            assert resp.status_code == 200
+    logs = "".join(p.read_text(errors="replace") for p in secure.log_dir.glob("*.log"))
+    assert "token=[redacted]" in logs
+    for secret in (ADMIN, token, world.user_a1, world.service_a):
+        assert secret not in logs
+
+
+@pytest.fixture(scope="module")
+def limited(services: Services, fake_provider: FakeProviderServer) -> Iterator[Stack]:
+    with running_stack(
+        services, fake_provider, RATE_LIMIT_READS="100", RATE_LIMIT_STARTS_PER_USER="3",
+        TRUSTED_PROXIES="127.0.0.1",
+    ) as running:  # fmt: skip
+        yield running
+
+
+async def test_rate_limit_is_atomic_under_250_concurrent_requests(limited: Stack) -> None:
+    limits = httpx.Limits(max_connections=300)
+    async with httpx.AsyncClient(base_url=limited.api_url, timeout=60, limits=limits) as c:
+        results = await asyncio.gather(
+            *(c.get("/api/copilot/chats", headers={"x-forwarded-for": "203.0.113.7"})
+              for _ in range(250))
+        )  # fmt: skip
+    codes = [r.status_code for r in results]
+    assert codes.count(200) == 100
+    assert codes.count(429) == 150
+    refused = next(r for r in results if r.status_code == 429)
+    assert refused.json()["code"] == "rate_limited"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "q=100" in refused.headers["ratelimit-policy"]
+    assert "r=0" in refused.headers["ratelimit"]
+
+
+async def test_run_starts_are_limited_per_user(limited: Stack) -> None:
+    async with httpx.AsyncClient(base_url=limited.api_url, timeout=60) as c:
+        codes = []
+        for _ in range(4):
+            key = scenario(limited.provider, [{"text": "x"}])
+            resp = await c.post("/api/v1/copilot/chat",
+                                json={"message": key, "userId": "rl-user", "wait": False})  # fmt: skip
+            codes.append(resp.status_code)
+    assert codes == [202, 202, 202, 429]
+
+
+def test_forwarded_for_is_trusted_only_behind_trusted_proxies() -> None:
+    trusted = parse_proxies("10.0.0.0/8, 127.0.0.1")
+    assert client_ip("127.0.0.1", "203.0.113.7", trusted) == "203.0.113.7"
+    assert client_ip("127.0.0.1", "198.51.100.1, 10.1.2.3", trusted) == "198.51.100.1"
+    assert client_ip("198.51.100.9", "203.0.113.7", trusted) == "198.51.100.9"  # not a proxy
+    assert client_ip("127.0.0.1", "203.0.113.7", []) == "127.0.0.1"
+
+
+async def test_limiter_fails_open_when_redis_is_down() -> None:
+    redis = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+    limiter = RateLimiter(redis, window_s=60)
+    try:
+        verdict = await limiter.hit("reads", "someone", 1)
+    finally:
+        await redis.aclose()
+    assert verdict.allowed
+    assert limiter.unavailable == 1
