@@ -229,8 +229,8 @@ async def test_run_starts_are_limited_per_user(limited: Stack) -> None:
         codes = []
         for _ in range(4):
             key = scenario(limited.provider, [{"text": "x"}])
-            resp = await c.post("/api/v1/copilot/chat",
-                                json={"message": key, "userId": "rl-user", "wait": False})  # fmt: skip
+            body = {"message": key, "userId": "rl-user", "wait": False}
+            resp = await c.post("/api/v1/copilot/chat", json=body)
             codes.append(resp.status_code)
     assert codes == [202, 202, 202, 429]
 
