@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
 from redis.asyncio import Redis
 
 from api.errors import install_error_handlers
@@ -24,6 +26,7 @@ from copilot.temporal import connect
 from copilot.tools.registry import ToolRegistry
 
 log = logging.getLogger("copilot.api")
+STATIC = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -79,6 +82,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     install_error_handlers(app)
+
+    @app.get("/", include_in_schema=False)
+    async def console() -> FileResponse:
+        """A small web console for trying the server (no build step)."""
+        return FileResponse(STATIC / "console.html", media_type="text/html")
+
     app.include_router(health.router)
     app.include_router(chat.router)
     app.include_router(chats.router)

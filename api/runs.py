@@ -8,17 +8,23 @@ import logging
 from dataclasses import dataclass
 
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.schemas import ChatRequest
 from api.state import AppState
+from copilot import search
 from copilot.auth import Principal, issue_stream_token
 from copilot.errors import Conflict, RateLimited, Unavailable
 from copilot.providers.registry import route_model
 from copilot.store import repo
-from copilot.types import AbortInput, AbortResult, ChatRunInput, ToolSpecData
+from copilot.types import RUN_RUNNING, AbortInput, AbortResult, ChatRunInput, ToolSpecData
 
 log = logging.getLogger("copilot.api")
 
@@ -148,8 +154,20 @@ async def _start(
             client_tool_timeout_s=settings.client_tool_timeout_s,
             host_workflow_id=body.workflow_id,
             title_hint=body.message[:200] if started.new_chat else None,
+            search_attributes=settings.temporal_search_attributes,
         )
         try:
+            attributes = None
+            if settings.temporal_search_attributes:
+                attributes = TypedSearchAttributes(
+                    [
+                        SearchAttributePair(search.USER_ID, user_id),
+                        SearchAttributePair(search.CHAT_ID, run.chat_id),
+                        SearchAttributePair(search.MODEL, route.model),
+                        SearchAttributePair(search.PROVIDER, route.provider),
+                        SearchAttributePair(search.STATUS, RUN_RUNNING),
+                    ]
+                )
             await state.temporal.start_workflow(
                 "ChatWorkflow",
                 input,
@@ -157,7 +175,12 @@ async def _start(
                 task_queue=settings.temporal_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                static_summary=f"chat run · {route.provider}/{route.model}",
+                search_attributes=attributes,
+                static_summary=f"chat · {route.provider}/{route.model} · {body.mode}",
+                static_details=(
+                    f"user {user_id} · chat {run.chat_id} · tenant {principal.tenant_id}"
+                    + (f" · host workflow {body.workflow_id}" if body.workflow_id else "")
+                ),
             )
         except WorkflowAlreadyStartedError:
             pass

@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from copilot.client import ClientError, add_client_commands
 from copilot.config import Settings, SettingsError
 from copilot.embedded import Child, EmbeddedError, Ports, require_port, spawn, start_all
 
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="apply database migrations", description="Apply migrations to DATABASE_URL."
     )
     migrate.set_defaults(func=cmd_migrate)
+    add_client_commands(sub)
     return parser
 
 
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (SettingsError, EmbeddedError) as exc:
+    except (SettingsError, EmbeddedError, ClientError) as exc:
         print(f"copilot {args.command}: {exc}", file=sys.stderr)
         return 2
     return code

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     temporal_tls_ca: str | None = Field(None, validation_alias="TEMPORAL_TLS_CA")
     temporal_tls_server_name: str | None = Field(None, validation_alias="TEMPORAL_TLS_SERVER_NAME")
     temporal_api_key: SecretStr | None = Field(None, validation_alias="TEMPORAL_API_KEY")
+    temporal_search_attributes: bool = Field(True, validation_alias="TEMPORAL_SEARCH_ATTRIBUTES")
 
     # --- providers ----------------------------------------------------------------------------
     default_provider: ProviderName = Field("openai", validation_alias="DEFAULT_PROVIDER")

@@ -114,6 +114,8 @@ class ChatRunInput:
     client_tool_timeout_s: int = 600
     host_workflow_id: str | None = None
     title_hint: str | None = None
+    # The Copilot* search attributes exist on this cluster: keep CopilotStatus current.
+    search_attributes: bool = False
 
 
 @dataclass

@@ -24,6 +24,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from copilot import search
     from copilot.types import (
         EV_CHAT_ID,
         EV_DONE,
@@ -435,6 +436,21 @@ class ChatWorkflow:
 
     async def _set_status(self, tool: _Tool, status: str) -> None:
         await self._emit([self._status_event(tool, status)])
+        if status == "awaiting_confirmation" or (
+            status in ("accepted", "rejected", "skipped")
+            and not any(t.waiting_decision for t in self._tools.values())
+        ):
+            self._show_status("awaiting_confirmation" if status == "awaiting_confirmation"
+                              else RUN_RUNNING)  # fmt: skip
+
+    def _show_status(self, status: str) -> None:
+        """Keep CopilotStatus current for operators (runs started before this existed: no-op)."""
+        if (
+            self._input is not None
+            and self._input.search_attributes
+            and workflow.patched("copilot-status-search-attribute")
+        ):
+            workflow.upsert_search_attributes([search.STATUS.value_set(status)])
 
     def _outcome_event(self, tool: _Tool) -> dict[str, Any]:
         outcome = tool.outcome
@@ -520,6 +536,7 @@ class ChatWorkflow:
         return out
 
     async def _finish(self, input: ChatRunInput, partial_turn: int | None) -> ChatRunResult:
+        self._show_status(self._status)
         title = None
         if input.new_chat and self._status == RUN_COMPLETED:
             title = _short(" ".join(input.title_hint.split()), 60) if input.title_hint else None
