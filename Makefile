@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: dev test lint install bench clean help
+.PHONY: dev test lint install bench clean help browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -28,7 +28,12 @@ lint: $(STAMP) ## ruff + mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint ## lint, type-check and run the whole suite against real services
+browser: ## Debian's chromium for the web console test (playwright drives /usr/bin/chromium)
+	@test -x /usr/bin/chromium || { echo ">> installing Debian's chromium for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || { echo "could not install chromium: run 'apt-get install chromium' as root"; exit 1; }; }
+
+test: lint browser ## lint, type-check and run the whole suite against real services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) ## run the benchmarks (see bench/README.md)

@@ -169,8 +169,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
         resp = api.http.post("/api/v1/copilot/chat", json=body, timeout=args.timeout + 10)
         sys.stdout.write(json.dumps(resp.json(), indent=2) + "\n")
         return 0 if resp.status_code == 200 and resp.json().get("success") else 1
-    session = ChatSession(api, out=sys.stdout, err=sys.stderr, ask=input, auto=args.yes)
+    session = ChatSession(api, out=sys.stdout, err=sys.stderr, ask=_ask, auto=args.yes)
     return session.run(body)
+
+
+def _ask(question: str) -> str:
+    """Prompt on stderr, so stdout carries only the answer (pipe-friendly)."""
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    return sys.stdin.readline()
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
