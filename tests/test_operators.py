@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -103,7 +104,7 @@ def test_terminal_client_streams_and_confirms_at_the_prompt(confirm_stack: Stack
 
 
 async def test_web_console_streams_confirms_and_survives_a_reload(confirm_stack: Stack) -> None:
-    assert CHROMIUM.exists(), "Debian's chromium is missing: `make test` installs it"
+    assert os.path.exists(CHROMIUM), "Debian's chromium is missing: `make test` installs it"
     from playwright.async_api import async_playwright
 
     words = [f"word{i} " for i in range(80)]
