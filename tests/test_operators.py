@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -20,6 +19,7 @@ from tests.fakes.provider import FakeProviderServer
 from tests.live import LiveRun
 
 CHROMIUM = Path("/usr/bin/chromium")
+HAVE_CHROMIUM = CHROMIUM.exists()
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_terminal_client_streams_and_confirms_at_the_prompt(confirm_stack: Stack
 
 
 async def test_web_console_streams_confirms_and_survives_a_reload(confirm_stack: Stack) -> None:
-    assert os.path.exists(CHROMIUM), "Debian's chromium is missing: `make test` installs it"
+    assert HAVE_CHROMIUM, "Debian's chromium is missing: `make test` installs it"
     from playwright.async_api import async_playwright
 
     words = [f"word{i} " for i in range(80)]
