@@ -1,0 +1,293 @@
+"""Benchmarks: what the orchestration costs, measured against calling the provider directly.
+
+    make bench                      # quick: concurrency 1 and 10
+    make bench ARGS="--concurrency 1 10 100 --runs 40"
+
+Starts embedded Temporal/PostgreSQL/Redis, the fake provider in its own process (fixed time to
+first token and inter-token interval), a worker and an API. Every figure is measured in the same
+run against the floor: the same fake called directly with the official OpenAI SDK. Prints a
+table and writes ``bench/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+from temporalio.client import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from copilot.embedded import Ports, free_port, spawn, start_all  # noqa: E402
+from copilot.store.migrate import upgrade  # noqa: E402
+from tests.conftest import Services, stack_env, wait_healthy  # noqa: E402
+from tests.sse import iter_frames  # noqa: E402
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"p50": pct(values, 50), "p90": pct(values, 90), "p99": pct(values, 99),
+            "mean": statistics.fmean(values) if values else float("nan")}  # fmt: skip
+
+
+class FakeProvider:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.provider", "--port", str(self.port)], cwd=ROOT
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{self.url}/_requests", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.05)  # waiting for the fake's process to listen
+        raise RuntimeError("fake provider did not start")
+
+    def scenario(self, turns: list[dict[str, Any]]) -> str:
+        key = f"bench-{uuid.uuid4().hex[:10]}"
+        httpx.post(f"{self.url}/_scenarios", json={"key": key, "turns": turns}).raise_for_status()
+        return key
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+async def direct_stream(provider: FakeProvider, key: str) -> dict[str, Any]:
+    client = openai.AsyncOpenAI(api_key="x", base_url=f"{provider.url}/v1", max_retries=0)
+    started = time.perf_counter()
+    stamps: list[float] = []
+    async with client:
+        stream = await client.chat.completions.create(
+            model="bench", messages=[{"role": "user", "content": key}], stream=True
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                stamps.append(time.perf_counter())
+    return {"ttft": stamps[0] - started, "gaps": _gaps(stamps), "total": stamps[-1] - started}
+
+
+async def server_stream(http: httpx.AsyncClient, key: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    stamps: list[float] = []
+    async with http.stream("POST", "/api/copilot/chat", json={"message": key}) as resp:
+        run_id = resp.headers["x-run-id"]
+        async for frame in iter_frames(resp):
+            if frame.data["type"] == "content":
+                stamps.append(time.perf_counter())
+            elif frame.data["type"] == "done":
+                break
+    return {"ttft": stamps[0] - started, "gaps": _gaps(stamps), "total": stamps[-1] - started,
+            "run_id": run_id}  # fmt: skip
+
+
+def _gaps(stamps: list[float]) -> list[float]:
+    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+
+
+async def measure_concurrency(
+    provider: FakeProvider, http: httpx.AsyncClient, key: str, concurrency: int, runs: int
+) -> dict[str, Any]:
+    async def batch(fn: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for _ in range(max(1, runs // concurrency)):
+            out += await asyncio.gather(*(fn() for _ in range(concurrency)))
+        return out
+
+    direct = await batch(lambda: direct_stream(provider, key))
+    served = await batch(lambda: server_stream(http, key))
+    d_ttft = [r["ttft"] for r in direct]
+    s_ttft = [r["ttft"] for r in served]
+    d_gap = [g for r in direct for g in r["gaps"]]
+    s_gap = [g for r in served for g in r["gaps"]]
+    return {
+        "concurrency": concurrency,
+        "samples": len(served),
+        "ttft_direct_ms": {k: v * 1000 for k, v in summary(d_ttft).items()},
+        "ttft_server_ms": {k: v * 1000 for k, v in summary(s_ttft).items()},
+        "added_ttft_ms": {
+            k: (summary(s_ttft)[k] - summary(d_ttft)[k]) * 1000 for k in ("p50", "p90", "p99")
+        },  # fmt: skip
+        "added_intertoken_ms": {
+            k: (summary(s_gap)[k] - summary(d_gap)[k]) * 1000 for k in ("p50", "p90", "p99")
+        },  # fmt: skip
+        "total_ratio": statistics.fmean(r["total"] for r in served)
+        / statistics.fmean(r["total"] for r in direct),
+        "run_ids": [r["run_id"] for r in served[:3]],
+    }
+
+
+async def measure_resume(http: httpx.AsyncClient, run_id: str, n: int = 20) -> dict[str, float]:
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        async with http.stream("GET", f"/api/copilot/runs/{run_id}/events",
+                               headers={"Last-Event-ID": "3"}) as resp:  # fmt: skip
+            async for _frame in iter_frames(resp):
+                times.append(time.perf_counter() - started)
+                break
+    return {k: v * 1000 for k, v in summary(times).items()}
+
+
+async def history_events(
+    provider: FakeProvider, http: httpx.AsyncClient, temporal: Client
+) -> dict[str, int]:
+    out = {}
+    for tools in (0, 1, 3):
+        turns: list[dict[str, Any]] = []
+        if tools:
+            calls = [{"name": "echo", "arguments": {"text": str(i)}} for i in range(tools)]
+            turns.append({"tool_calls": calls})
+        for tokens in (20, 200):
+            key = provider.scenario([*turns, {"chunks": ["t "] * tokens}])
+            result = await server_stream(http, key)
+            history = await temporal.get_workflow_handle(result["run_id"]).fetch_history()
+            out[f"{tools} tools, {tokens} tokens"] = len(history.events)
+    return out
+
+
+async def headless_throughput(provider: FakeProvider, http: httpx.AsyncClient, n: int) -> float:
+    key = provider.scenario([{"chunks": ["tok "] * 50}])
+    started = time.perf_counter()
+    results = await asyncio.gather(
+        *(http.post("/api/v1/copilot/chat", json={"message": key}) for _ in range(n))
+    )
+    elapsed = time.perf_counter() - started
+    ok = sum(1 for r in results if r.status_code == 200)
+    return ok / elapsed
+
+
+def redis_clients(redis_url: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.info("clients")["connected_clients"])
+    finally:
+        client.close()
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    data = Path(tempfile.mkdtemp(prefix="copilot-bench-"))
+    ports = Ports(temporal=free_port(), temporal_ui=free_port(), postgres=free_port(),
+                  redis=free_port())  # fmt: skip
+    print(f"starting services in {data}", flush=True)
+    emb = await asyncio.to_thread(start_all, data, ports, headless=True)
+    provider = FakeProvider()
+    assert emb.database_url is not None
+    assert emb.redis_url is not None
+    assert emb.temporal_address is not None
+    await asyncio.to_thread(upgrade, emb.database_url)
+    services = Services(emb.database_url, emb.redis_url, emb.temporal_address, data, emb)
+    env = stack_env(services, provider, LOG_LEVEL="WARNING",  # type: ignore[arg-type]
+                    RATE_LIMIT_STARTS_PER_USER="1000000", RATE_LIMIT_STARTS_PER_IP="1000000",
+                    RATE_LIMIT_READS="1000000")  # fmt: skip
+    port = free_port()
+    logs = data / "logs"
+    worker = spawn("worker", [sys.executable, "-m", "copilot.cli", "worker"],
+                   log_path=logs / "worker.log", env=env)  # fmt: skip
+    api = spawn("api", [sys.executable, "-m", "copilot.cli", "api", "--port", str(port)],
+                log_path=logs / "api.log", env=env)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    results: dict[str, Any] = {
+        "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.platform()}",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "fake": {
+            "first_token_ms": args.first_ms,
+            "intertoken_ms": args.gap_ms,
+            "tokens": args.tokens,
+        },  # fmt: skip
+    }
+    try:
+        await asyncio.to_thread(wait_healthy, url, api)
+        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
+            turn = {"chunks": ["tok "] * args.tokens, "first_delay_ms": args.first_ms,
+                    "delay_ms": args.gap_ms}  # fmt: skip
+            key = provider.scenario([turn])
+            await server_stream(http, key)  # warm up
+            results["latency"] = []
+            for c in args.concurrency:
+                print(f"concurrency {c}...", flush=True)
+                results["latency"].append(
+                    await measure_concurrency(provider, http, key, c, args.runs)
+                )
+            run_id = results["latency"][0]["run_ids"][0]
+            results["resume_ms"] = await measure_resume(http, run_id)
+            temporal = await Client.connect(emb.temporal_address)
+            results["history_events"] = await history_events(provider, http, temporal)
+            results["headless_runs_per_s"] = await headless_throughput(
+                provider, http, args.headless
+            )
+            results["redis_connections_total"] = redis_clients(emb.redis_url)
+    finally:
+        api.stop()
+        worker.stop()
+        provider.stop()
+        emb.stop()
+    return results
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"\n{results['machine']}  {results['date']}")
+    print(f"fake provider: first token {results['fake']['first_token_ms']} ms, "
+          f"{results['fake']['intertoken_ms']} ms between {results['fake']['tokens']} tokens\n")  # fmt: skip
+    print("conc  added TTFT p50/p90/p99 ms   added inter-token p50/p99 ms   total/direct")
+    for row in results["latency"]:
+        a, g = row["added_ttft_ms"], row["added_intertoken_ms"]
+        print(f"{row['concurrency']:>4}  {a['p50']:7.1f} {a['p90']:7.1f} {a['p99']:7.1f}"
+              f"          {g['p50']:6.2f} {g['p99']:6.2f}              {row['total_ratio']:.3f}")  # fmt: skip
+    r = results["resume_ms"]
+    print(f"\nresume (Last-Event-ID → first replayed event): p50 {r['p50']:.1f} ms, "
+          f"p99 {r['p99']:.1f} ms")  # fmt: skip
+    print("Temporal history events per run:")
+    for name, count in results["history_events"].items():
+        print(f"  {name:<22} {count}")
+    print(f"headless throughput: {results['headless_runs_per_s']:.1f} runs/s (50-token answers)")
+    print(f"Redis connections (all processes) at the end: {results['redis_connections_total']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--runs", type=int, default=20, help="streams per concurrency level")
+    parser.add_argument("--tokens", type=int, default=40)
+    parser.add_argument("--first-ms", type=int, default=50)
+    parser.add_argument("--gap-ms", type=int, default=10)
+    parser.add_argument("--headless", type=int, default=20, help="concurrent headless runs")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args))
+    print_table(results)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
