@@ -70,13 +70,15 @@ class LlmActivities:
     async def stream_llm_turn(self, input: StreamTurnInput) -> StreamTurnResult:
         info = activity.info()
         writer = _TurnWriter(self._log, input, info.attempt)
-        await writer.open(await self._resume_point(input, writer.epoch, info.heartbeat_details))
+        first_seq = await self._resume_point(input, writer.epoch, info.heartbeat_details)
+        # The first frames and the history load are independent: overlap them (TTFT).
+        _, messages = await asyncio.gather(writer.open(first_seq), self._conversation(input))
         heartbeat = asyncio.create_task(_heartbeat_loop(writer))
         try:
             provider = self._providers.get(input.provider)
             request = TurnRequest(
                 model=input.model,
-                messages=await self._conversation(input),
+                messages=messages,
                 credentials=self._credentials(input),
                 system=SYSTEM_PROMPT,
                 tools=self._offered_tools(input),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -42,12 +43,16 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"p50": pct(values, 50), "p90": pct(values, 90), "p99": pct(values, 99),
-            "mean": statistics.fmean(values) if values else float("nan")}  # fmt: skip
+    return {
+        "p50": pct(values, 50),
+        "p90": pct(values, 90),
+        "p99": pct(values, 99),
+        "mean": statistics.fmean(values) if values else float("nan"),
+    }
 
 
 class FakeProvider:
@@ -93,19 +98,29 @@ async def direct_stream(provider: FakeProvider, key: str) -> dict[str, Any]:
 async def server_stream(http: httpx.AsyncClient, key: str) -> dict[str, Any]:
     started = time.perf_counter()
     stamps: list[float] = []
+    first_frame = 0.0
     async with http.stream("POST", "/api/copilot/chat", json={"message": key}) as resp:
         run_id = resp.headers["x-run-id"]
+        headers_at = time.perf_counter() - started
         async for frame in iter_frames(resp):
+            if not first_frame:
+                first_frame = time.perf_counter() - started
             if frame.data["type"] == "content":
                 stamps.append(time.perf_counter())
             elif frame.data["type"] == "done":
                 break
-    return {"ttft": stamps[0] - started, "gaps": _gaps(stamps), "total": stamps[-1] - started,
-            "run_id": run_id}  # fmt: skip
+    return {
+        "ttft": stamps[0] - started,
+        "gaps": _gaps(stamps),
+        "total": stamps[-1] - started,
+        "run_id": run_id,
+        "headers": headers_at,
+        "start_frame": first_frame,
+    }
 
 
 def _gaps(stamps: list[float]) -> list[float]:
-    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(stamps)]
 
 
 async def measure_concurrency(
@@ -130,10 +145,12 @@ async def measure_concurrency(
         "ttft_server_ms": {k: v * 1000 for k, v in summary(s_ttft).items()},
         "added_ttft_ms": {
             k: (summary(s_ttft)[k] - summary(d_ttft)[k]) * 1000 for k in ("p50", "p90", "p99")
-        },  # fmt: skip
+        },
         "added_intertoken_ms": {
             k: (summary(s_gap)[k] - summary(d_gap)[k]) * 1000 for k in ("p50", "p90", "p99")
-        },  # fmt: skip
+        },
+        "post_to_headers_ms": summary([r["headers"] * 1000 for r in served]),
+        "post_to_start_frame_ms": summary([r["start_frame"] * 1000 for r in served]),
         "total_ratio": statistics.fmean(r["total"] for r in served)
         / statistics.fmean(r["total"] for r in direct),
         "run_ids": [r["run_id"] for r in served[:3]],
@@ -144,8 +161,9 @@ async def measure_resume(http: httpx.AsyncClient, run_id: str, n: int = 20) -> d
     times = []
     for _ in range(n):
         started = time.perf_counter()
-        async with http.stream("GET", f"/api/copilot/runs/{run_id}/events",
-                               headers={"Last-Event-ID": "3"}) as resp:  # fmt: skip
+        async with http.stream(
+            "GET", f"/api/copilot/runs/{run_id}/events", headers={"Last-Event-ID": "3"}
+        ) as resp:
             async for _frame in iter_frames(resp):
                 times.append(time.perf_counter() - started)
                 break
@@ -192,8 +210,9 @@ def redis_clients(redis_url: str) -> int:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="copilot-bench-"))
-    ports = Ports(temporal=free_port(), temporal_ui=free_port(), postgres=free_port(),
-                  redis=free_port())  # fmt: skip
+    ports = Ports(
+        temporal=free_port(), temporal_ui=free_port(), postgres=free_port(), redis=free_port()
+    )
     print(f"starting services in {data}", flush=True)
     emb = await asyncio.to_thread(start_all, data, ports, headless=True)
     provider = FakeProvider()
@@ -202,15 +221,28 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     assert emb.temporal_address is not None
     await asyncio.to_thread(upgrade, emb.database_url)
     services = Services(emb.database_url, emb.redis_url, emb.temporal_address, data, emb)
-    env = stack_env(services, provider, LOG_LEVEL="WARNING",  # type: ignore[arg-type]
-                    RATE_LIMIT_STARTS_PER_USER="1000000", RATE_LIMIT_STARTS_PER_IP="1000000",
-                    RATE_LIMIT_READS="1000000")  # fmt: skip
+    env = stack_env(
+        services,
+        provider,
+        LOG_LEVEL="WARNING",  # type: ignore[arg-type]
+        RATE_LIMIT_STARTS_PER_USER="1000000",
+        RATE_LIMIT_STARTS_PER_IP="1000000",
+        RATE_LIMIT_READS="1000000",
+    )
     port = free_port()
     logs = data / "logs"
-    worker = spawn("worker", [sys.executable, "-m", "copilot.cli", "worker"],
-                   log_path=logs / "worker.log", env=env)  # fmt: skip
-    api = spawn("api", [sys.executable, "-m", "copilot.cli", "api", "--port", str(port)],
-                log_path=logs / "api.log", env=env)  # fmt: skip
+    worker = spawn(
+        "worker",
+        [sys.executable, "-m", "copilot.cli", "worker"],
+        log_path=logs / "worker.log",
+        env=env,
+    )
+    api = spawn(
+        "api",
+        [sys.executable, "-m", "copilot.cli", "api", "--port", str(port)],
+        log_path=logs / "api.log",
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {
         "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.platform()}",
@@ -219,14 +251,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "first_token_ms": args.first_ms,
             "intertoken_ms": args.gap_ms,
             "tokens": args.tokens,
-        },  # fmt: skip
+        },
     }
     try:
         await asyncio.to_thread(wait_healthy, url, api)
         limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
         async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
-            turn = {"chunks": ["tok "] * args.tokens, "first_delay_ms": args.first_ms,
-                    "delay_ms": args.gap_ms}  # fmt: skip
+            turn = {
+                "chunks": ["tok "] * args.tokens,
+                "first_delay_ms": args.first_ms,
+                "delay_ms": args.gap_ms,
+            }
             key = provider.scenario([turn])
             await server_stream(http, key)  # warm up
             results["latency"] = []
@@ -253,16 +288,28 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def print_table(results: dict[str, Any]) -> None:
     print(f"\n{results['machine']}  {results['date']}")
-    print(f"fake provider: first token {results['fake']['first_token_ms']} ms, "
-          f"{results['fake']['intertoken_ms']} ms between {results['fake']['tokens']} tokens\n")  # fmt: skip
+    print(
+        f"fake provider: first token {results['fake']['first_token_ms']} ms, "
+        f"{results['fake']['intertoken_ms']} ms between {results['fake']['tokens']} tokens\n"
+    )
     print("conc  added TTFT p50/p90/p99 ms   added inter-token p50/p99 ms   total/direct")
     for row in results["latency"]:
         a, g = row["added_ttft_ms"], row["added_intertoken_ms"]
-        print(f"{row['concurrency']:>4}  {a['p50']:7.1f} {a['p90']:7.1f} {a['p99']:7.1f}"
-              f"          {g['p50']:6.2f} {g['p99']:6.2f}              {row['total_ratio']:.3f}")  # fmt: skip
+        print(
+            f"{row['concurrency']:>4}  {a['p50']:7.1f} {a['p90']:7.1f} {a['p99']:7.1f}"
+            f"          {g['p50']:6.2f} {g['p99']:6.2f}              {row['total_ratio']:.3f}"
+        )
+    for row in results["latency"]:
+        h, s = row["post_to_headers_ms"], row["post_to_start_frame_ms"]
+        print(
+            f"c={row['concurrency']}: POST→response headers p50 {h['p50']:.1f} ms, "
+            f"POST→start frame p50 {s['p50']:.1f} ms"
+        )
     r = results["resume_ms"]
-    print(f"\nresume (Last-Event-ID → first replayed event): p50 {r['p50']:.1f} ms, "
-          f"p99 {r['p99']:.1f} ms")  # fmt: skip
+    print(
+        f"\nresume (Last-Event-ID → first replayed event): p50 {r['p50']:.1f} ms, "
+        f"p99 {r['p99']:.1f} ms"
+    )
     print("Temporal history events per run:")
     for name, count in results["history_events"].items():
         print(f"  {name:<22} {count}")
@@ -271,8 +318,11 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--runs", type=int, default=20, help="streams per concurrency level")
     parser.add_argument("--tokens", type=int, default=40)

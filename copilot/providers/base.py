@@ -8,11 +8,14 @@ every SDK client is built with ``max_retries=0`` and every failure is raised as 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from copilot.types import Usage
+
+C = TypeVar("C")
 
 
 @dataclass
@@ -85,6 +88,26 @@ class TurnOutput:
 
 
 Emit = Callable[[Delta], Awaitable[None]]
+
+
+class ClientCache(Generic[C]):
+    """SDK clients kept per (key, base URL): their connection pools outlive one call, so a
+    turn does not pay a TCP/TLS handshake. Bounded; the oldest client is dropped first (its
+    connections close when it is garbage-collected)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._clients: OrderedDict[Hashable, C] = OrderedDict()
+
+    def get(self, key: Hashable, build: Callable[[], C]) -> C:
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = build()
+            while len(self._clients) > self._size:
+                self._clients.popitem(last=False)
+        else:
+            self._clients.move_to_end(key)
+        return client
 
 
 class ProviderError(Exception):

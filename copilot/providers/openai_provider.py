@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import openai
 
 from copilot.providers.base import (
+    ClientCache,
     ConvMessage,
     Delta,
     Emit,
@@ -61,14 +62,22 @@ class OpenAIProvider:
 
     def __init__(self, *, new_tool_id: Any) -> None:
         self._new_tool_id = new_tool_id
+        self._clients = ClientCache[openai.AsyncOpenAI]()
+
+    def _client(self, request: TurnRequest) -> openai.AsyncOpenAI:
+        creds = request.credentials
+        return self._clients.get(
+            (creds.api_key, creds.base_url, request.timeout_s),
+            lambda: openai.AsyncOpenAI(
+                api_key=creds.api_key or "not-set",
+                base_url=creds.base_url,
+                max_retries=0,  # Temporal owns retries
+                timeout=request.timeout_s,
+            ),
+        )
 
     async def stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
-        client = openai.AsyncOpenAI(
-            api_key=request.credentials.api_key or "not-set",
-            base_url=request.credentials.base_url,
-            max_retries=0,  # Temporal owns retries
-            timeout=request.timeout_s,
-        )
+        client = self._client(request)
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": to_openai_messages(request.system, request.messages),
@@ -93,44 +102,43 @@ class OpenAIProvider:
         usage = Usage()
         finish: str | None = None
         try:
-            async with client:
-                stream = await client.chat.completions.create(**kwargs)
-                async for chunk in stream:
-                    if chunk.usage is not None:
-                        usage = Usage(
-                            input_tokens=chunk.usage.prompt_tokens or 0,
-                            output_tokens=chunk.usage.completion_tokens or 0,
-                        )
-                    for choice in chunk.choices:
-                        delta = choice.delta
-                        extra = delta.model_extra or {}
-                        thought = extra.get("reasoning_content") or extra.get("reasoning")
-                        if isinstance(thought, str) and thought:
-                            reasoning.append(thought)
-                            await emit(Delta(kind="reasoning", text=thought))
-                        if delta.content:
-                            content.append(delta.content)
-                            await emit(Delta(kind="content", text=delta.content))
-                        for frag in delta.tool_calls or []:
-                            acc = tools.get(frag.index)
-                            if acc is None:
-                                acc = tools[frag.index] = _ToolAcc(self._new_tool_id())
-                            if frag.id:
-                                acc.id = frag.id
-                            if frag.function and frag.function.name:
-                                acc.name += frag.function.name
-                                await emit(
-                                    Delta(
-                                        kind="tool_generating",
-                                        tool_name=acc.name,
-                                        tool_index=frag.index,
-                                        tool_call_id=acc.our_id,
-                                    )
+            stream = await client.chat.completions.create(**kwargs)
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = Usage(
+                        input_tokens=chunk.usage.prompt_tokens or 0,
+                        output_tokens=chunk.usage.completion_tokens or 0,
+                    )
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    extra = delta.model_extra or {}
+                    thought = extra.get("reasoning_content") or extra.get("reasoning")
+                    if isinstance(thought, str) and thought:
+                        reasoning.append(thought)
+                        await emit(Delta(kind="reasoning", text=thought))
+                    if delta.content:
+                        content.append(delta.content)
+                        await emit(Delta(kind="content", text=delta.content))
+                    for frag in delta.tool_calls or []:
+                        acc = tools.get(frag.index)
+                        if acc is None:
+                            acc = tools[frag.index] = _ToolAcc(self._new_tool_id())
+                        if frag.id:
+                            acc.id = frag.id
+                        if frag.function and frag.function.name:
+                            acc.name += frag.function.name
+                            await emit(
+                                Delta(
+                                    kind="tool_generating",
+                                    tool_name=acc.name,
+                                    tool_index=frag.index,
+                                    tool_call_id=acc.our_id,
                                 )
-                            if frag.function and frag.function.arguments:
-                                acc.args += frag.function.arguments
-                        if choice.finish_reason:
-                            finish = choice.finish_reason
+                            )
+                        if frag.function and frag.function.arguments:
+                            acc.args += frag.function.arguments
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
         except openai.APIStatusError as exc:
             raise status_error(
                 self.label,
