@@ -15,6 +15,7 @@ from activities.events import EventActivities
 from activities.llm import LlmActivities
 from activities.tools import ToolActivities
 from copilot.config import Settings
+from copilot.crypto import Keyring
 from copilot.events.log import EventLog
 from copilot.providers.registry import ProviderRegistry
 from copilot.store.engine import make_engine, make_sessionmaker
@@ -39,6 +40,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         providers=ProviderRegistry(settings),
         tools=tool_registry,
         provider_timeout_s=settings.provider_timeout_s,
+        keyring=Keyring.from_settings(settings),
+        allow_private_urls=settings.allow_private_provider_urls,
     )
     chats = ChatActivities(sessions, event_log)
     events = EventActivities(event_log)

@@ -19,7 +19,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from copilot.conversation import blocks_to_conversation, turns_to_blocks
+from copilot.crypto import DecryptError, Keyring
 from copilot.events.log import EventLog, LogGone, writer_epoch
+from copilot.netguard import UnsafeUrl, check_base_url
 from copilot.providers.base import (
     ConvMessage,
     Credentials,
@@ -29,7 +31,7 @@ from copilot.providers.base import (
     TurnRequest,
 )
 from copilot.providers.registry import ProviderRegistry
-from copilot.store import repo
+from copilot.store import keys, repo
 from copilot.tools.registry import ToolRegistry
 from copilot.types import (
     EV_CONTENT,
@@ -59,7 +61,11 @@ class LlmActivities:
         providers: ProviderRegistry,
         tools: ToolRegistry,
         provider_timeout_s: float,
+        keyring: Keyring,
+        allow_private_urls: bool = False,
     ) -> None:
+        self._keyring = keyring
+        self._allow_private_urls = allow_private_urls
         self._sessions = sessions
         self._log = event_log
         self._providers = providers
@@ -79,7 +85,7 @@ class LlmActivities:
             request = TurnRequest(
                 model=input.model,
                 messages=messages,
-                credentials=self._credentials(input),
+                credentials=await self._credentials(input),
                 system=SYSTEM_PROMPT,
                 tools=self._offered_tools(input),
                 timeout_s=self._timeout_s,
@@ -147,8 +153,39 @@ class LlmActivities:
         messages.extend(blocks_to_conversation("assistant", turns_to_blocks(input.prior_turns), ""))
         return messages
 
-    def _credentials(self, input: StreamTurnInput) -> Credentials:
-        return self._providers.env_credentials(input.provider)
+    async def _credentials(self, input: StreamTurnInput) -> Credentials:
+        """The user's own key for the provider (decrypted only here), else the server's.
+
+        The plaintext lives in this activity's memory only: never in its input, result,
+        heartbeats, events or error text.
+        """
+        env = self._providers.env_credentials(input.provider)
+        async with self._sessions() as session:
+            row = await keys.get_key(
+                session, tenant_id=input.tenant_id, user_id=input.user_id, provider=input.provider
+            )
+        if row is None:
+            return env
+        label = self._providers.get(input.provider).label
+        try:
+            api_key = keys.open_key(row, keyring=self._keyring)
+        except DecryptError as exc:
+            raise ProviderError(
+                f"{label}: {exc}", retryable=False, code="provider_key_unreadable"
+            ) from None
+        if row.base_url:
+            # Checked when stored; checked again now, as DNS may point elsewhere since.
+            try:
+                await check_base_url(
+                    row.base_url, allow_private=self._allow_private_urls, require_resolvable=False
+                )
+            except UnsafeUrl as exc:
+                raise ProviderError(
+                    f"{label}: the stored base URL is refused: {exc.message}",
+                    retryable=False,
+                    code="provider_url_refused",
+                ) from None
+        return Credentials(api_key=api_key, base_url=row.base_url or env.base_url)
 
 
 class _TurnWriter:

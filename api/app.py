@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from api.errors import install_error_handlers
 from api.limits import BodyLimit
 from api.metrics import Metrics, RequestMetrics
-from api.routes import apikeys, chat, chats, headless, health, ops, runs, sim, tools
+from api.routes import apikeys, chat, chats, headless, health, keys, ops, runs, sim, tools
 from api.state import AppState
 from copilot.config import Settings
 from copilot.events.hub import LogHub
@@ -96,5 +96,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sim.router)
     app.include_router(headless.router)
     app.include_router(apikeys.router)
+    app.include_router(keys.router)
     app.include_router(ops.router)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import cached_property
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -11,6 +12,7 @@ from temporalio.client import Client
 
 from api.metrics import Metrics
 from copilot.config import Settings
+from copilot.crypto import Keyring
 from copilot.events.hub import LogHub
 from copilot.events.log import EventLog
 from copilot.ratelimit import RateLimiter
@@ -30,3 +32,8 @@ class AppState:
     limiter: RateLimiter
     metrics: Metrics
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+
+    @cached_property
+    def keyring(self) -> Keyring:
+        """Encrypts users' provider keys; built on first use from the validated settings."""
+        return Keyring.from_settings(self.settings)

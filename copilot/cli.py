@@ -150,6 +150,26 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    from copilot.crypto import Keyring
+    from copilot.store.keys import rotate_database
+
+    settings = Settings()
+    if not settings.database_url:
+        raise SettingsError("DATABASE_URL is not set.")
+    keyring = Keyring.from_settings(settings)  # validates ENCRYPTION_KEY(S_OLD)
+    setup_logging(settings.log_level)
+    report = asyncio.run(
+        rotate_database(settings.database_url, keyring=keyring, dry_run=args.dry_run)
+    )
+    verb = "would re-encrypt" if args.dry_run else "re-encrypted"
+    print(f"{verb} {report.rotated} provider key(s) under key id {keyring.primary_id}; "
+          f"{report.current} already under it")  # fmt: skip
+    for failure in report.failed:
+        print(f"could not decrypt {failure}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def _wait_healthy(url: str, child: Child, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -296,6 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="apply database migrations", description="Apply migrations to DATABASE_URL."
     )
     migrate.set_defaults(func=cmd_migrate)
+
+    rotate = sub.add_parser(
+        "rotate-keys",
+        help="re-encrypt stored provider keys under ENCRYPTION_KEY",
+        description="Key rotation: set the new key as ENCRYPTION_KEY and the old one in "
+        "ENCRYPTION_KEYS_OLD (id:hex), restart, run this, then drop the old key.",
+    )
+    rotate.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    rotate.set_defaults(func=cmd_rotate_keys)
     add_client_commands(sub)
     return parser
 

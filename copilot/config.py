@@ -6,6 +6,7 @@ show up in a repr, a log line or a traceback.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import cached_property
 from typing import Literal
@@ -16,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ProviderName = Literal["anthropic", "openai", "ollama", "copilot-backend"]
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
+_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 class SettingsError(ValueError):
@@ -36,6 +38,9 @@ class Settings(BaseSettings):
 
     # --- secrets the server owns --------------------------------------------------------------
     encryption_key: SecretStr | None = Field(None, validation_alias="ENCRYPTION_KEY")
+    # Earlier encryption keys, still read (never written) until `copilot rotate-keys` has moved
+    # every row to ENCRYPTION_KEY: comma-separated "id:hex" (or bare "hex", id derived).
+    encryption_keys_old: SecretStr | None = Field(None, validation_alias="ENCRYPTION_KEYS_OLD")
     stream_token_secret: SecretStr | None = Field(None, validation_alias="STREAM_TOKEN_SECRET")
 
     # --- backing services ---------------------------------------------------------------------
@@ -60,6 +65,12 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(None, validation_alias="ANTHROPIC_BASE_URL")
     ollama_url: str = Field("http://127.0.0.1:11434", validation_alias="OLLAMA_URL")
     provider_timeout_s: float = Field(120.0, validation_alias="PROVIDER_TIMEOUT_S")
+    # Extended thinking for Claude models (tokens; 0 = off; at least 1024 when on).
+    anthropic_thinking_budget: int = Field(0, validation_alias="ANTHROPIC_THINKING_BUDGET", ge=0)
+    # Users' own base URLs may point at private/loopback/link-local addresses (e.g. a
+    # self-hosted Ollama on the LAN). Off by default: such URLs would let users probe the
+    # server's network (SSRF).
+    allow_private_provider_urls: bool = Field(False, validation_alias="ALLOW_PRIVATE_PROVIDER_URLS")
 
     # --- abuse limits (per minute) -----------------------------------------------------------
     rate_limit_starts_per_user: int = Field(100, validation_alias="RATE_LIMIT_STARTS_PER_USER")
@@ -96,6 +107,11 @@ class Settings(BaseSettings):
     @cached_property
     def encryption_key_bytes(self) -> bytes:
         return parse_hex_key(self.encryption_key, "ENCRYPTION_KEY")
+
+    @cached_property
+    def old_encryption_keys(self) -> dict[str, bytes]:
+        """ENCRYPTION_KEYS_OLD by key id (see ``copilot.crypto``)."""
+        return parse_old_keys(self.encryption_keys_old)
 
     @cached_property
     def stream_token_key_bytes(self) -> bytes:
@@ -138,6 +154,7 @@ class Settings(BaseSettings):
                 "or set them (see .env.example)."
             )
         self.encryption_key_bytes  # noqa: B018 - validates the key
+        self.old_encryption_keys  # noqa: B018
         self.stream_token_key_bytes  # noqa: B018
 
 
@@ -152,3 +169,26 @@ def parse_hex_key(value: SecretStr | None, name: str) -> bytes:
     if not _HEX_KEY.match(raw):
         raise SettingsError(f"{name} must be 32 bytes written as 64 hex characters.")
     return bytes.fromhex(raw)
+
+
+def key_id(key: bytes) -> str:
+    """A key's id, stored with each row it encrypted: the first 8 hex chars of its SHA-256."""
+    return hashlib.sha256(key).hexdigest()[:8]
+
+
+def parse_old_keys(value: SecretStr | None) -> dict[str, bytes]:
+    keys: dict[str, bytes] = {}
+    raw = value.get_secret_value() if value is not None else ""
+    for n, item in enumerate(p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        kid, sep, hex_key = item.rpartition(":")
+        if not _HEX_KEY.match(hex_key.strip()) or (sep and not _KEY_ID.match(kid.strip())):
+            raise SettingsError(
+                f"ENCRYPTION_KEYS_OLD entry {n + 1} is malformed: write comma-separated "
+                '"id:hex" pairs (id: 1-32 letters, digits, "-" or "_"; hex: 64 hex characters), '
+                "or bare hex keys."
+            )
+        key = bytes.fromhex(hex_key.strip())
+        keys[kid.strip() if sep else key_id(key)] = key
+    return keys

@@ -164,6 +164,15 @@ async def provider_requests(provider: FakeProviderServer, key: str) -> list[dict
     return requests
 
 
+def sent_key(headers: dict[str, str]) -> str | None:
+    """The API key a request carried (Anthropic's SDK sends ``x-api-key`` or a bearer token,
+    depending on its version)."""
+    if "x-api-key" in headers:
+        return headers["x-api-key"]
+    auth = headers.get("authorization", "")
+    return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+
+
 def scenario(provider: FakeProviderServer, turns: list[dict[str, object]]) -> str:
     """Register scripted turns under a fresh key; put the key in the user message."""
     key = f"scn-{uuid.uuid4().hex[:12]}"

@@ -13,9 +13,16 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+import httpx
+import httpx2
+
 from copilot.types import Usage
 
 C = TypeVar("C")
+
+# A connection that breaks mid-stream surfaces as the transport's own error: the SDKs wrap only
+# the request itself. Current openai/anthropic SDKs ride on httpx2, older ones and ollama on httpx.
+TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
 
 
 @dataclass
@@ -183,6 +190,14 @@ def status_error(
     )
 
 
+def redact(exc: ProviderError, secret: str | None) -> None:
+    """Scrub the key from an error's text: some servers echo a rejected key back, and the text
+    travels on into workflow history, events and logs."""
+    if secret and len(secret) >= 4 and secret in exc.message:
+        exc.message = exc.message.replace(secret, "[redacted]")
+        exc.args = (exc.message,)
+
+
 def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -190,3 +205,35 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+MISSING_RESULT = "No result was recorded for this tool call."
+
+
+def pair_tool_results(messages: list[ConvMessage]) -> list[ConvMessage]:
+    """Every tool call answered right after its assistant message, and no orphan results.
+
+    OpenAI and Anthropic both refuse a history where a tool call lacks its result (a run cut
+    short between the two) or a result names no earlier call; any provider's history must be
+    replayable by any other, so the gaps are closed here rather than failing the next turn.
+    """
+    out: list[ConvMessage] = []
+    open_calls: dict[str, ToolCall] = {}
+
+    def close() -> None:
+        for call in open_calls.values():
+            out.append(ConvMessage(role="tool", content=MISSING_RESULT, tool_call_id=call.id,
+                                   tool_name=call.name, is_error=True))  # fmt: skip
+        open_calls.clear()
+
+    for msg in messages:
+        if msg.role == "tool":
+            if open_calls.pop(msg.tool_call_id or "", None) is not None:
+                out.append(msg)
+            continue
+        close()
+        out.append(msg)
+        if msg.role == "assistant":
+            open_calls = {call.id: call for call in msg.tool_calls}
+    close()
+    return out

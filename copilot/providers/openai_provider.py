@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import openai
 
 from copilot.providers.base import (
+    TRANSPORT_ERRORS,
     ClientCache,
     ConvMessage,
     Delta,
@@ -16,20 +17,29 @@ from copilot.providers.base import (
     ToolCall,
     TurnOutput,
     TurnRequest,
+    pair_tool_results,
     parse_retry_after,
+    redact,
     status_error,
 )
 from copilot.types import Usage
 
 
 def to_openai_messages(system: str | None, messages: list[ConvMessage]) -> list[dict[str, Any]]:
+    """Neutral history -> chat completion messages, whichever provider wrote it.
+
+    Provider-specific blocks (Anthropic thinking) have no OpenAI form and are left out; tool
+    ids are ours, so results written under Anthropic or Ollama still pair with their calls.
+    """
     out: list[dict[str, Any]] = []
     if system:
         out.append({"role": "system", "content": system})
-    for msg in messages:
+    for msg in pair_tool_results(messages):
         if msg.role == "tool":
             out.append({"role": "tool", "tool_call_id": msg.tool_call_id, "content": msg.content})
         elif msg.role == "assistant":
+            if not msg.content and not msg.tool_calls:
+                continue  # e.g. thinking only: OpenAI refuses an empty assistant message
             item: dict[str, Any] = {"role": "assistant", "content": msg.content or None}
             if msg.tool_calls:
                 item["tool_calls"] = [
@@ -41,7 +51,7 @@ def to_openai_messages(system: str | None, messages: list[ConvMessage]) -> list[
                     for call in msg.tool_calls
                 ]
             out.append(item)
-        else:
+        elif msg.content:
             out.append({"role": "user", "content": msg.content})
     return out
 
@@ -77,6 +87,13 @@ class OpenAIProvider:
         )
 
     async def stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
+        try:
+            return await self._stream_turn(request, emit)
+        except ProviderError as exc:
+            redact(exc, request.credentials.api_key)
+            raise
+
+    async def _stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
         client = self._client(request)
         kwargs: dict[str, Any] = {
             "model": request.model,
@@ -150,9 +167,9 @@ class OpenAIProvider:
             raise ProviderError(
                 f"{self.label} could not be reached: {exc}", retryable=True
             ) from None
-        except (openai.APIError, ValueError) as exc:
+        except (openai.APIError, *TRANSPORT_ERRORS, ValueError) as exc:
             raise ProviderError(
-                f"{self.label} sent a malformed stream: {exc}", retryable=True
+                f"{self.label} sent a malformed or broken stream: {exc}", retryable=True
             ) from None
         if finish is None:
             raise ProviderError(

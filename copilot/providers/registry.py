@@ -10,6 +10,8 @@ from copilot.errors import InvalidRequest
 from copilot.providers.base import Credentials, Provider
 
 PROVIDER_NAMES = ("anthropic", "openai", "ollama", "copilot-backend")
+# Providers a user may store their own key (and base URL) for.
+BYOK_PROVIDERS = ("anthropic", "openai", "ollama")
 
 # Model-name prefixes, most specific first. ``strip`` removes the routing prefix from the name
 # sent to the provider (``ollama:llama3`` is ``llama3`` to Ollama).
@@ -61,12 +63,20 @@ class ProviderRegistry:
     """Provider instances keyed by name, built once per worker."""
 
     def __init__(self, settings: Settings) -> None:
+        from copilot.providers.anthropic_provider import AnthropicProvider
+        from copilot.providers.ollama_provider import OllamaProvider
         from copilot.providers.openai_provider import OpenAIProvider
 
         self._settings = settings
-        self._providers: dict[str, Provider] = {
-            "openai": OpenAIProvider(new_tool_id=new_tool_call_id),
-        }
+        self._providers: dict[str, Provider] = {}
+        for provider in (
+            OpenAIProvider(new_tool_id=new_tool_call_id),
+            AnthropicProvider(
+                new_tool_id=new_tool_call_id, thinking_budget=settings.anthropic_thinking_budget
+            ),
+            OllamaProvider(new_tool_id=new_tool_call_id),
+        ):
+            self.register(provider)
 
     def register(self, provider: Provider) -> None:
         self._providers[provider.name] = provider

@@ -11,10 +11,19 @@ key get an echo of the last user message. Turns:
     {"chunks": ["a", "b"]}                              explicit deltas
     {"reasoning": "...", "text": "..."}                 thinking, then text
     {"tool_calls": [{"name": "echo", "arguments": {...}}], "text": "..."}
+                                                        several calls: parallel tool calls
     {"error": 429, "retry_after": 1, "message": "..."}  an HTTP error instead of a stream
     {"cut_after": 3, "text": "..."}                     stream dies after 3 deltas, no final frame
     {"malformed_after": 2, "text": "..."}               a non-JSON frame after 2 deltas
     "first_delay_ms" / "delay_ms" on any turn           time to first token / between tokens
+
+Per format: OpenAI sends reasoning as ``reasoning_content`` and each call's arguments in two
+fragments; Anthropic sends thinking (with a ``signature_delta``), text and ``tool_use`` blocks
+(input as three ``input_json_delta`` pieces), ``message_delta`` with stop reason and usage, then
+``message_stop``; Ollama sends ``message.thinking`` / ``message.content`` chunks, each tool call
+complete in its own chunk, then ``done: true`` with token counts. Errors use each provider's
+JSON error shape (``retry-after`` header when given); ``cut_after`` ends the stream without the
+final frame (``[DONE]`` / ``message_stop`` / ``done: true``).
 
 ``GET /_requests?key=K`` lists what the server received for K (path, headers, body).
 Run standalone (benchmarks): ``python -m tests.fakes.provider --port 9000``.
@@ -106,7 +115,9 @@ def _error(turn: dict[str, Any], kind: str) -> Response:
     if "retry_after" in turn:
         headers["retry-after"] = str(turn["retry_after"])
     if kind == "anthropic":
-        etype = {401: "authentication_error", 429: "rate_limit_error"}.get(status, "api_error")
+        etype = {400: "invalid_request_error", 401: "authentication_error",
+                 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error",
+                 529: "overloaded_error"}.get(status, "api_error")  # fmt: skip
         body: dict[str, Any] = {"type": "error", "error": {"type": etype, "message": message}}
     elif kind == "ollama":
         body = {"error": message}
@@ -185,6 +196,125 @@ async def openai_chat(request: Request) -> Response:
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
+# --- Anthropic --------------------------------------------------------------------------------
+
+
+def _an(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps({'type': event, **data})}\n\n"
+
+
+def _halves(text: str) -> list[str]:
+    half = max(1, len(text) // 2)
+    return [p for p in (text[:half], text[half:]) if p]
+
+
+def _thirds(text: str) -> list[str]:
+    step = max(1, -(-len(text) // 3))
+    return [text[i : i + step] for i in range(0, len(text), step)] or [""]
+
+
+async def anthropic_messages(request: Request) -> Response:
+    body, turn, _ = await _record(request, "anthropic")
+    if "error" in turn:
+        return _error(turn, "anthropic")
+    model = str(body.get("model", "fake"))
+
+    async def stream() -> AsyncIterator[str]:
+        message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+                   "content": [], "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": 10, "output_tokens": 1}}  # fmt: skip
+        yield _an("message_start", {"message": message})
+        yield 'event: ping\ndata: {"type": "ping"}\n\n'
+        block = 0
+        index = 0
+        if turn.get("reasoning"):
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+            yield _an("content_block_start", {"index": block, "content_block": start})
+            for piece in _halves(str(turn["reasoning"])):
+                await _pace(turn, index)
+                index += 1
+                delta = {"type": "thinking_delta", "thinking": piece}
+                yield _an("content_block_delta", {"index": block, "delta": delta})
+            signature = {"type": "signature_delta", "signature": f"sig-{len(turn['reasoning'])}"}
+            yield _an("content_block_delta", {"index": block, "delta": signature})
+            yield _an("content_block_stop", {"index": block})
+            block += 1
+        chunks = _chunks(turn)
+        if chunks:
+            start = {"type": "text", "text": ""}
+            yield _an("content_block_start", {"index": block, "content_block": start})
+            for i, piece in enumerate(chunks):
+                if "cut_after" in turn and i >= int(turn["cut_after"]):
+                    return
+                if "malformed_after" in turn and i >= int(turn["malformed_after"]):
+                    yield "event: content_block_delta\ndata: {not json\n\n"
+                    return
+                await _pace(turn, index)
+                index += 1
+                delta = {"type": "text_delta", "text": piece}
+                yield _an("content_block_delta", {"index": block, "delta": delta})
+            yield _an("content_block_stop", {"index": block})
+            block += 1
+        for n, call in enumerate(turn.get("tool_calls", [])):
+            start = {"type": "tool_use", "id": f"toolu_fake_{n}", "name": call["name"],
+                     "input": {}}  # fmt: skip
+            yield _an("content_block_start", {"index": block, "content_block": start})
+            for piece in _thirds(json.dumps(call.get("arguments", {}))):
+                delta = {"type": "input_json_delta", "partial_json": piece}
+                yield _an("content_block_delta", {"index": block, "delta": delta})
+            yield _an("content_block_stop", {"index": block})
+            block += 1
+        stop = "tool_use" if turn.get("tool_calls") else "end_turn"
+        usage = {"output_tokens": max(1, len(chunks))}
+        yield _an("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
+                                    "usage": usage})  # fmt: skip
+        yield _an("message_stop", {})
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+# --- Ollama -----------------------------------------------------------------------------------
+
+
+def _ol(model: str, message: dict[str, Any], **extra: Any) -> str:
+    chunk = {"model": model, "created_at": "2025-01-01T00:00:00Z",
+             "message": {"role": "assistant", "content": "", **message}, "done": False}  # fmt: skip
+    chunk.update(extra)
+    return json.dumps(chunk) + "\n"
+
+
+async def ollama_chat(request: Request) -> Response:
+    body, turn, _ = await _record(request, "ollama")
+    if "error" in turn:
+        return _error(turn, "ollama")
+    model = str(body.get("model", "fake"))
+
+    async def stream() -> AsyncIterator[str]:
+        index = 0
+        for piece in _halves(str(turn.get("reasoning", ""))):
+            await _pace(turn, index)
+            index += 1
+            yield _ol(model, {"thinking": piece})
+        chunks = _chunks(turn)
+        for i, piece in enumerate(chunks):
+            if "cut_after" in turn and i >= int(turn["cut_after"]):
+                return
+            if "malformed_after" in turn and i >= int(turn["malformed_after"]):
+                yield "{not json\n"
+                return
+            await _pace(turn, index)
+            index += 1
+            yield _ol(model, {"content": piece})
+        # Ollama parses tool calls out of the model's output and sends each when complete.
+        for call in turn.get("tool_calls", []):
+            function = {"name": call["name"], "arguments": call.get("arguments", {})}
+            yield _ol(model, {"tool_calls": [{"function": function}]})
+        yield _ol(model, {}, done=True, done_reason="stop", prompt_eval_count=10,
+                  eval_count=max(1, len(chunks)), total_duration=1000)  # fmt: skip
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
 # --- control ----------------------------------------------------------------------------------
 
 
@@ -206,6 +336,8 @@ def make_app() -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/chat/completions", openai_chat, methods=["POST"]),
+            Route("/v1/messages", anthropic_messages, methods=["POST"]),
+            Route("/api/chat", ollama_chat, methods=["POST"]),
             Route("/_scenarios", add_scenario, methods=["POST"]),
             Route("/_requests", list_requests, methods=["GET"]),
         ]

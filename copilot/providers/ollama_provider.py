@@ -1,0 +1,154 @@
+"""Ollama's native ``/api/chat`` streaming (NDJSON): text, thinking and tool calls.
+
+Ollama gives tool calls no ids and matches results to calls by order and tool name, so ids
+are ours alone; they stay in our history, never in Ollama's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import ollama
+
+from copilot.providers.base import (
+    TRANSPORT_ERRORS,
+    ClientCache,
+    ConvMessage,
+    Delta,
+    Emit,
+    ProviderError,
+    ToolCall,
+    TurnOutput,
+    TurnRequest,
+    pair_tool_results,
+    redact,
+    status_error,
+)
+from copilot.types import Usage
+
+
+def to_ollama_messages(system: str | None, messages: list[ConvMessage]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if system:
+        out.append({"role": "system", "content": system})
+    for msg in pair_tool_results(messages):
+        if msg.role == "tool":
+            item: dict[str, Any] = {"role": "tool", "content": msg.content}
+            if msg.tool_name:
+                item["tool_name"] = msg.tool_name
+            out.append(item)
+        elif msg.role == "assistant":
+            if not msg.content and not msg.tool_calls:
+                continue  # reasoning-only blocks of another provider: nothing to replay
+            item = {"role": "assistant", "content": msg.content}
+            if msg.tool_calls:
+                item["tool_calls"] = [
+                    {"function": {"name": c.name, "arguments": c.arguments}} for c in msg.tool_calls
+                ]
+            out.append(item)
+        elif msg.content:
+            out.append({"role": "user", "content": msg.content})
+    return out
+
+
+class OllamaProvider:
+    name: ClassVar[str] = "ollama"
+    label: ClassVar[str] = "Ollama"
+    supports_tools: ClassVar[bool] = True
+    supports_reasoning: ClassVar[bool] = True
+
+    def __init__(self, *, new_tool_id: Any) -> None:
+        self._new_tool_id = new_tool_id
+        self._clients = ClientCache[ollama.AsyncClient]()
+
+    def _client(self, request: TurnRequest) -> ollama.AsyncClient:
+        creds = request.credentials
+        # Ollama itself takes no key; one set by the user goes to whatever fronts it (a proxy,
+        # ollama.com) as a bearer token.
+        headers = {"authorization": f"Bearer {creds.api_key}"} if creds.api_key else None
+        return self._clients.get(
+            (creds.api_key, creds.base_url, request.timeout_s),
+            lambda: ollama.AsyncClient(
+                host=creds.base_url, timeout=request.timeout_s, headers=headers
+            ),
+        )
+
+    async def stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
+        try:
+            return await self._stream_turn(request, emit)
+        except ProviderError as exc:
+            redact(exc, request.credentials.api_key)
+            raise
+
+    async def _stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
+        client = self._client(request)
+        tools = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.input_schema,
+                },
+            }
+            for t in request.tools
+        ]
+        content: list[str] = []
+        reasoning: list[str] = []
+        calls: list[ToolCall] = []
+        usage = Usage()
+        done_reason: str | None = None
+        done = False
+        try:
+            stream = await client.chat(
+                model=request.model,
+                messages=to_ollama_messages(request.system, request.messages),
+                tools=tools or None,
+                stream=True,
+                options={"num_predict": request.max_tokens},
+            )
+            async for part in stream:
+                msg = part.message
+                if msg.thinking:
+                    reasoning.append(msg.thinking)
+                    await emit(Delta(kind="reasoning", text=msg.thinking))
+                if msg.content:
+                    content.append(msg.content)
+                    await emit(Delta(kind="content", text=msg.content))
+                for raw in msg.tool_calls or []:
+                    call = ToolCall(id=self._new_tool_id(), name=raw.function.name,
+                                    arguments=dict(raw.function.arguments or {}))  # fmt: skip
+                    calls.append(call)
+                    await emit(Delta(kind="tool_generating", tool_name=call.name,
+                                     tool_index=len(calls) - 1, tool_call_id=call.id))  # fmt: skip
+                if part.done:
+                    done = True
+                    done_reason = part.done_reason
+                    usage = Usage(input_tokens=part.prompt_eval_count or 0,
+                                  output_tokens=part.eval_count or 0)  # fmt: skip
+        except ollama.ResponseError as exc:
+            if exc.status_code < 400:  # an {"error": ...} line inside a 200 stream
+                raise ProviderError(
+                    f"{self.label} failed mid-stream: {exc.error}", retryable=True
+                ) from None
+            raise status_error(self.label, exc.status_code, str(exc.error), None) from None
+        except (ConnectionError, *TRANSPORT_ERRORS) as exc:
+            raise ProviderError(
+                f"{self.label} could not be reached: {exc}", retryable=True
+            ) from None
+        except ValueError as exc:  # a line that is not JSON, or not a chat chunk
+            raise ProviderError(
+                f"{self.label} sent a malformed stream: {str(exc)[:300]}", retryable=True
+            ) from None
+        if not done:
+            raise ProviderError(
+                f"{self.label} ended the stream before its done chunk (cut mid-answer).",
+                retryable=True,
+            )
+        return TurnOutput(
+            content="".join(content),
+            tool_calls=calls,
+            reasoning="".join(reasoning),
+            usage=usage,
+            stop_reason="tool_use" if calls else (done_reason or "stop"),
+        )
