@@ -47,7 +47,10 @@ class DevProcess:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
             try:
-                if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
+                healthy = httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200
+                # Ready once healthy *and* the start-up banner is out (it follows the health
+                # check in `copilot dev`, so it may lag the first 200 by a moment).
+                if healthy and "Press Ctrl-C to stop everything." in self.log.read_text():
                     return time.monotonic() - self.started
             except httpx.HTTPError:
                 pass
