@@ -10,6 +10,7 @@ import httpx
 from redis.asyncio import Redis
 from temporalio.worker import Worker
 
+from activities.backend import BackendActivities
 from activities.chats import ChatActivities
 from activities.events import EventActivities
 from activities.llm import LlmActivities
@@ -56,6 +57,22 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         max_result_bytes=settings.max_tool_result_bytes,
     )
     client = await connect(settings)
+    backend = BackendActivities(
+        sessions=sessions,
+        event_log=event_log,
+        http=http,
+        temporal=client,
+        tools=tool_registry,
+        base_url=settings.copilot_backend_url,
+        api_key=(
+            settings.copilot_backend_api_key.get_secret_value()
+            if settings.copilot_backend_api_key
+            else None
+        ),
+        # The upstream may say nothing while it waits for a tool decision of ours (ours pings
+        # every 15 s; others may not): allow the confirmation wait before calling it dead.
+        read_timeout_s=max(settings.provider_timeout_s, settings.confirmation_timeout_s + 60),
+    )
     worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -68,6 +85,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             tools.execute_server_tool,
             tools.delegate_client_tool,
             tools.record_tool_calls,
+            backend.stream_backend_turn,
+            backend.claim_backend_log,
+            backend.report_backend_tool,
         ],
         max_concurrent_activities=500,
     )

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     # self-hosted Ollama on the LAN). Off by default: such URLs would let users probe the
     # server's network (SSRF).
     allow_private_provider_urls: bool = Field(False, validation_alias="ALLOW_PRIVATE_PROVIDER_URLS")
+    # An upstream copilot backend speaking Sim's protocol (provider ``copilot-backend``): Sim's
+    # hosted one, or another instance of this server (then use a service key it issued).
+    copilot_backend_url: str | None = Field(None, validation_alias="COPILOT_BACKEND_URL")
+    copilot_backend_api_key: SecretStr | None = Field(
+        None, validation_alias="COPILOT_BACKEND_API_KEY"
+    )
 
     # --- abuse limits (per minute) -----------------------------------------------------------
     rate_limit_starts_per_user: int = Field(100, validation_alias="RATE_LIMIT_STARTS_PER_USER")

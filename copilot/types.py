@@ -161,6 +161,9 @@ class StreamTurnInput:
     prior_turns: list[TurnRecord] = field(default_factory=list)
     host_workflow_id: str | None = None
     writer_gen: int = 0
+    # Upstream backends: the host's workflow and the run's user message id (Sim's messageId:
+    # an upstream that is idempotent on it resumes its first run when this turn is retried).
+    user_message_id: str = ""
 
 
 @dataclass
@@ -172,6 +175,51 @@ class StreamTurnResult:
     attempt: int = 1
     tool_calls: list[ToolCallData] = field(default_factory=list)
     blocks: list[dict[str, Any]] = field(default_factory=list)
+    # Upstream backends: how many of the workflow's outbox events this attempt wrote.
+    outbox_written: int = 0
+
+
+@dataclass
+class BackendToolCall:
+    """Signal from an upstream-backend reader: the upstream asks us to run this tool."""
+
+    upstream_id: str
+    id: str  # ours, derived from the upstream's
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    subagent: str | None = None
+
+
+@dataclass
+class OutboxPoll:
+    """Update from an upstream-backend reader: events the workflow produced after ``after``."""
+
+    after: int
+
+
+@dataclass
+class OutboxBatch:
+    events: list[dict[str, Any]]
+    next: int
+    closed: bool = False
+
+
+@dataclass
+class ClaimBackendLogResult:
+    last_seq: int
+    outbox_mark: int
+
+
+@dataclass
+class ReportToolInput:
+    """Report one tool's outcome to the upstream backend (its mark-complete)."""
+
+    run_id: str
+    upstream_id: str
+    name: str
+    status: int
+    message: str | None = None
+    data: Any = None
 
 
 @dataclass

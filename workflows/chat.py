@@ -15,88 +15,42 @@ caller synchronously (404 / 409) and a waiting run costs no worker slot.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from copilot import search
     from copilot.types import (
         EV_CHAT_ID,
         EV_DONE,
         EV_ERROR,
         EV_START,
         EV_TITLE_UPDATED,
-        EV_TOOL_CALL,
-        EV_TOOL_ERROR,
-        EV_TOOL_RESULT,
-        EV_TOOL_STATUS,
         RUN_ABORTED,
         RUN_COMPLETED,
-        RUN_FAILED,
         RUN_RUNNING,
-        RUN_TIMEOUT,
         AbortInput,
         AbortResult,
         ChatRunInput,
         ChatRunResult,
-        ClaimLogInput,
         DecisionInput,
         DecisionResult,
-        ExecuteToolInput,
         MarkCompleteInput,
         PublishEventsInput,
         PublishEventsResult,
-        RecordToolCallsInput,
         RunState,
         SaveAssistantMessageInput,
         SaveAssistantMessageResult,
-        StreamTurnInput,
-        StreamTurnResult,
-        ToolCallData,
         ToolOutcome,
         TurnRecord,
-        Usage,
     )
 
-LLM_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=6,
-)
-IO_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=0,  # storage and the event log must eventually take the write
-)
-TOOL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
-    non_retryable_error_types=["tool_failed"],
-)
+from workflows.backend import BackendSteps
+from workflows.steps import IO_RETRY
 
-
-@dataclass
-class _Tool:
-    call: ToolCallData
-    executor: str  # server | client
-    host_executed: bool
-    requires_confirmation: bool
-    status: str = "pending"
-    decision: str | None = None
-    decision_message: str | None = None
-    waiting_decision: bool = False
-    waiting_host: bool = False
-    host_result: MarkCompleteInput | None = None
-    outcome: ToolOutcome | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+BACKEND_PROVIDER = "copilot-backend"
 
 
 def _short(text: str, n: int = 60) -> str:
@@ -104,24 +58,7 @@ def _short(text: str, n: int = 60) -> str:
 
 
 @workflow.defn
-class ChatWorkflow:
-    def __init__(self) -> None:
-        self._status = RUN_RUNNING
-        self._seq = 0
-        self._turn = 0
-        self._turns: list[TurnRecord] = []
-        self._usage = Usage()
-        self._error: str | None = None
-        self._error_code: str | None = None
-        self._run_id = ""
-        self._tools: dict[str, _Tool] = {}
-        self._stop: str | None = None  # RUN_ABORTED | RUN_TIMEOUT once the run must stop
-        self._llm: Any = None  # the in-flight LLM activity handle, to cancel on abort
-        self._emit_lock = asyncio.Lock()
-        self._input: ChatRunInput | None = None
-        self._background: list[asyncio.Task[None]] = []
-        self._gen = 0  # writer generations: each event-writing activity gets the next one
-
+class ChatWorkflow(BackendSteps):
     # --- the loop -----------------------------------------------------------------------------
 
     @workflow.run
@@ -156,6 +93,8 @@ class ChatWorkflow:
                     "max_turns",
                 )
                 return None
+            if input.provider == BACKEND_PROVIDER:
+                return await self._backend_turn(input, prelude, offer_tools)
             self._turn += 1
             result = await self._llm_turn(input, prelude, offer_tools)
             prelude = []
@@ -186,334 +125,6 @@ class ChatWorkflow:
         if input.new_chat:
             events.append({"type": EV_CHAT_ID, "chatId": input.chat_id})
         return events
-
-    async def _llm_turn(
-        self, input: ChatRunInput, prelude: list[dict[str, Any]], offer_tools: bool
-    ) -> StreamTurnResult | None:
-        async with self._emit_lock:
-            self._llm = workflow.start_activity(
-                "stream_llm_turn",
-                StreamTurnInput(
-                    run_id=input.run_id,
-                    chat_id=input.chat_id,
-                    tenant_id=input.tenant_id,
-                    user_id=input.user_id,
-                    model=input.model,
-                    provider=input.provider,
-                    turn=self._turn,
-                    seq_start=self._seq + 1,
-                    prelude=prelude,
-                    mode=input.mode,
-                    client_tools=input.client_tools,
-                    offer_tools=offer_tools,
-                    prior_turns=self._turns,
-                    host_workflow_id=input.host_workflow_id,
-                    writer_gen=self._next_gen(),
-                ),
-                result_type=StreamTurnResult,
-                start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(seconds=5),
-                retry_policy=LLM_RETRY,
-                summary=f"LLM turn {self._turn} · {input.model}",
-            )
-            try:
-                result: StreamTurnResult = await self._llm
-            except asyncio.CancelledError:
-                if self._stop is None:
-                    raise  # not ours: the workflow itself is being cancelled
-                self._seq = max(self._seq, await self._last_seq())
-                return None
-            except ActivityError as err:
-                self._seq = max(self._seq, await self._last_seq())
-                if self._stop is None:
-                    cause = err.cause
-                    if isinstance(cause, ApplicationError):
-                        self._fail(cause.message, cause.type or "provider_error")
-                    else:
-                        self._fail("the model call did not complete", "provider_error")
-                return None
-            finally:
-                self._llm = None
-            self._seq = result.last_seq
-        self._usage.add(result.usage)
-        return result
-
-    def _fail(self, message: str, code: str) -> None:
-        self._status = RUN_FAILED
-        self._error = message
-        self._error_code = code
-
-    async def _deadline(self, seconds: int) -> None:
-        await asyncio.sleep(seconds)
-        self._request_stop(RUN_TIMEOUT)
-
-    def _request_stop(self, status: str) -> None:
-        if self._stop is None:
-            self._stop = status
-            if self._llm is not None:
-                self._llm.cancel()
-
-    # --- tools --------------------------------------------------------------------------------
-
-    async def _run_tools(self, input: ChatRunInput, record: TurnRecord) -> None:
-        client = {t.name: t for t in input.client_tools}
-        server = set(input.server_tools)
-        tools: list[_Tool] = []
-        for call in record.tool_calls:
-            is_server = call.name in server and call.name not in client
-            host_executed = not is_server and (
-                input.host_executed or not input.delegate_client_tools
-            )
-            spec = client.get(call.name)
-            needs = call.name in input.confirm_always or (
-                not input.auto_execute
-                and not input.host_executed
-                and spec is not None
-                and spec.requires_confirmation
-            )
-            tool = _Tool(call=call, executor="server" if is_server else "client",
-                         host_executed=host_executed, requires_confirmation=needs)  # fmt: skip
-            # A host may answer as soon as it sees tool_call: accept its result from then on.
-            tool.waiting_host = host_executed and not needs
-            self._tools[call.id] = tool
-            tools.append(tool)
-        await workflow.execute_activity(
-            "record_tool_calls",
-            RecordToolCallsInput(
-                run_id=input.run_id,
-                chat_id=input.chat_id,
-                tenant_id=input.tenant_id,
-                user_id=input.user_id,
-                calls=record.tool_calls,
-                executors=[t.executor for t in tools],
-                host_executed=[t.host_executed for t in tools],
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=IO_RETRY,
-        )
-        await self._emit([self._call_event(t) for t in tools])
-        await asyncio.gather(*(self._run_tool(input, t) for t in tools))
-        record.outcomes = [t.outcome for t in tools if t.outcome is not None]
-
-    async def _run_tool(self, input: ChatRunInput, tool: _Tool) -> None:
-        call = tool.call
-        if tool.requires_confirmation:
-            tool.waiting_decision = True
-            await self._set_status(tool, "awaiting_confirmation")
-            try:
-                await workflow.wait_condition(
-                    lambda: tool.decision is not None or self._stop is not None,
-                    timeout=timedelta(seconds=input.confirmation_timeout_s),
-                )
-            except TimeoutError:
-                tool.waiting_decision = False
-                tool.outcome = ToolOutcome(call.id, call.name, "skipped")
-                await self._set_status(tool, "skipped")
-                return
-            tool.waiting_decision = False
-            if self._stop is not None:
-                return
-            if tool.decision == "rejected":
-                tool.outcome = ToolOutcome(
-                    call.id, call.name, "rejected", error=tool.decision_message
-                )
-                await self._set_status(tool, "rejected")
-                return
-            tool.waiting_host = tool.host_executed and tool.decision == "accepted"
-            await self._set_status(tool, "accepted")
-            if tool.decision == "background":
-                # Not awaited (as in Sim): the model goes on; a server tool still runs, and its
-                # result is reported before the run ends.
-                tool.outcome = ToolOutcome(call.id, call.name, "background")
-                if not tool.host_executed:
-                    self._background.append(asyncio.create_task(self._run_background(input, tool)))
-                return
-        if tool.host_executed:
-            await self._wait_for_host(input, tool)
-        else:
-            await self._execute(input, tool)
-        if tool.outcome is not None:
-            await self._emit([self._outcome_event(tool)])
-
-    async def _run_background(self, input: ChatRunInput, tool: _Tool) -> None:
-        shadow = _Tool(call=tool.call, executor=tool.executor, host_executed=False,
-                       requires_confirmation=False, decision=tool.decision)  # fmt: skip
-        await self._execute(input, shadow)
-        if shadow.outcome is not None:
-            await self._emit([self._outcome_event(shadow)])
-
-    async def _execute(self, input: ChatRunInput, tool: _Tool) -> None:
-        call = tool.call
-        await self._set_status(tool, "executing")
-        started = workflow.now()
-        activity = "execute_server_tool" if tool.executor == "server" else "delegate_client_tool"
-        try:
-            outcome: ToolOutcome = await workflow.execute_activity(
-                activity,
-                ExecuteToolInput(
-                    run_id=input.run_id,
-                    chat_id=input.chat_id,
-                    tenant_id=input.tenant_id,
-                    user_id=input.user_id,
-                    tool_call_id=call.id,
-                    name=call.name,
-                    arguments=call.arguments,
-                    host_workflow_id=input.host_workflow_id,
-                ),
-                result_type=ToolOutcome,
-                start_to_close_timeout=timedelta(seconds=input.client_tool_timeout_s),
-                retry_policy=TOOL_RETRY,
-                summary=f"tool {call.name}"
-                + (" · accepted by user" if tool.decision == "accepted" else ""),
-            )
-        except ActivityError as err:
-            if self._stop is not None:
-                return
-            message = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
-            elapsed = int((workflow.now() - started).total_seconds() * 1000)
-            outcome = ToolOutcome(call.id, call.name, "error", error=message, duration_ms=elapsed)
-        tool.outcome = outcome
-
-    async def _wait_for_host(self, input: ChatRunInput, tool: _Tool) -> None:
-        call = tool.call
-        started = workflow.now()
-        try:
-            await workflow.wait_condition(
-                lambda: tool.host_result is not None or self._stop is not None,
-                timeout=timedelta(seconds=input.client_tool_timeout_s),
-            )
-        except TimeoutError:
-            tool.waiting_host = False
-            limit = input.client_tool_timeout_s
-            message = f"the host did not complete {call.name} within {limit}s"
-            tool.outcome = ToolOutcome(call.id, call.name, "error", error=message)
-            return
-        tool.waiting_host = False
-        done = tool.host_result
-        if done is None:
-            return
-        elapsed = int((workflow.now() - started).total_seconds() * 1000)
-        if 200 <= done.status < 300:
-            status = "background" if done.status == 202 else "success"
-            result = done.data if done.data is not None else (done.message or "done")
-            tool.outcome = ToolOutcome(
-                call.id, call.name, status, result=result, duration_ms=elapsed
-            )
-        elif done.status == 400 and isinstance(done.data, dict) and done.data.get("skipped"):
-            tool.outcome = ToolOutcome(
-                call.id, call.name, "rejected", error=done.message, duration_ms=elapsed
-            )
-        else:
-            default = (
-                "the tool timed out on the host"
-                if done.status == 408
-                else f"the host answered {done.status}"
-            )
-            tool.outcome = ToolOutcome(
-                call.id, call.name, "error", error=done.message or default, duration_ms=elapsed
-            )
-
-    # --- events -------------------------------------------------------------------------------
-
-    def _call_event(self, tool: _Tool) -> dict[str, Any]:
-        return {
-            "type": EV_TOOL_CALL,
-            "toolCallId": tool.call.id,
-            "toolName": tool.call.name,
-            "data": {
-                "id": tool.call.id,
-                "name": tool.call.name,
-                "arguments": tool.call.arguments,
-                "executor": tool.executor,
-                "requiresConfirmation": tool.requires_confirmation,
-                "status": "pending",
-            },
-        }
-
-    def _status_event(self, tool: _Tool, status: str) -> dict[str, Any]:
-        tool.status = status
-        return {"type": EV_TOOL_STATUS, "toolCallId": tool.call.id, "status": status}
-
-    async def _set_status(self, tool: _Tool, status: str) -> None:
-        await self._emit([self._status_event(tool, status)])
-        if status == "awaiting_confirmation" or (
-            status in ("accepted", "rejected", "skipped")
-            and not any(t.waiting_decision for t in self._tools.values())
-        ):
-            self._show_status("awaiting_confirmation" if status == "awaiting_confirmation"
-                              else RUN_RUNNING)  # fmt: skip
-
-    def _show_status(self, status: str) -> None:
-        """Keep CopilotStatus current for operators (runs started before this existed: no-op)."""
-        if (
-            self._input is not None
-            and self._input.search_attributes
-            and workflow.patched("copilot-status-search-attribute")
-        ):
-            workflow.upsert_search_attributes([search.STATUS.value_set(status)])
-
-    def _outcome_event(self, tool: _Tool) -> dict[str, Any]:
-        outcome = tool.outcome
-        assert outcome is not None
-        tool.status = outcome.status
-        call = tool.call
-        if outcome.status in ("success", "background"):
-            return {
-                "type": EV_TOOL_RESULT,
-                "toolCallId": call.id,
-                "toolName": call.name,
-                "success": True,
-                "result": outcome.result,
-                "durationMs": outcome.duration_ms,
-                "data": {
-                    "id": call.id,
-                    "name": call.name,
-                    "success": True,
-                    "result": outcome.result,
-                },
-            }
-        if outcome.status == "error":
-            return {
-                "type": EV_TOOL_ERROR,
-                "toolCallId": call.id,
-                "toolName": call.name,
-                "durationMs": outcome.duration_ms,
-                "data": {"id": call.id, "name": call.name, "error": outcome.error},
-            }
-        return self._status_event(tool, outcome.status)
-
-    async def _emit(self, events: list[dict[str, Any]]) -> None:
-        if not events:
-            return
-        async with self._emit_lock:
-            published = await workflow.execute_activity(
-                "publish_events",
-                PublishEventsInput(
-                    run_id=self._run_id,
-                    seq_start=self._seq + 1,
-                    events=events,
-                    writer_gen=self._next_gen(),
-                ),
-                result_type=PublishEventsResult,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=IO_RETRY,
-            )
-            self._seq = published.last_seq
-
-    def _next_gen(self) -> int:
-        self._gen += 1
-        return self._gen
-
-    async def _last_seq(self) -> int:
-        """Fence out the writer that just failed or was cancelled; continue after its last."""
-        last: int = await workflow.execute_activity(
-            "claim_event_log",
-            ClaimLogInput(run_id=self._run_id, writer_gen=self._next_gen()),
-            result_type=int,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=IO_RETRY,
-        )
-        return last
 
     # --- the end ------------------------------------------------------------------------------
 

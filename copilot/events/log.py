@@ -28,11 +28,15 @@ _APPEND = """
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
 local epoch = tonumber(ARGV[1])
 if epoch < cur then return -1 end
-if ARGV[2] == '1' and tonumber(ARGV[3]) > 1 and redis.call('EXISTS', KEYS[1]) == 0 then
+if ARGV[2] == '1' and tonumber(ARGV[4]) > 1 and redis.call('EXISTS', KEYS[1]) == 0 then
   return -2
 end
 if epoch > cur then redis.call('SET', KEYS[2], ARGV[1]) end
-for i = 3, #ARGV, 2 do
+if ARGV[3] ~= '' then
+  local mark = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if tonumber(ARGV[3]) > mark then redis.call('SET', KEYS[3], ARGV[3]) end
+end
+for i = 4, #ARGV, 2 do
   local id = ARGV[i] .. '-0'
   local ok = redis.pcall('XADD', KEYS[1], id, 'd', ARGV[i + 1])
   if type(ok) == 'table' and ok.err then
@@ -55,7 +59,7 @@ if epoch > cur then redis.call('SET', KEYS[2], ARGV[1]) end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local seq = 0
 if #last > 0 then seq = tonumber(string.match(last[1][1], '^(%d+)')) end
-return {seq, cur}
+return {seq, cur, tonumber(redis.call('GET', KEYS[3]) or '0')}
 """
 
 
@@ -73,6 +77,11 @@ def stream_key(run_id: str) -> str:
 
 def fence_key(run_id: str) -> str:
     return f"copilot:run:{run_id}:fence"
+
+
+def outbox_key(run_id: str) -> str:
+    """How many of the workflow's outbox events a streaming writer has put in the log."""
+    return f"copilot:run:{run_id}:outbox"
 
 
 def writer_epoch(generation: int, attempt: int) -> int:
@@ -102,20 +111,29 @@ class EventLog:
         self._claim = redis.register_script(_CLAIM)
 
     async def append(
-        self, run_id: str, epoch: int, events: list[dict[str, Any]], *, check_gone: bool = False
+        self,
+        run_id: str,
+        epoch: int,
+        events: list[dict[str, Any]],
+        *,
+        check_gone: bool = False,
+        outbox_mark: int | None = None,
     ) -> None:
         """Write events (each with ``seq``) atomically under ``epoch``'s fence.
 
         ``check_gone``: raise ``LogGone`` instead of writing into a log that no longer exists
         (so the writer can put a snapshot first and readers never see a silent gap).
+        ``outbox_mark``: these events include the workflow's outbox up to this count; recorded
+        in the same transaction, so a retried writer knows exactly where to go on.
         """
         if not events:
             return
-        argv: list[Any] = [epoch, "1" if check_gone else "0"]
+        mark = "" if outbox_mark is None else str(outbox_mark)
+        argv: list[Any] = [epoch, "1" if check_gone else "0", mark]
         for event in events:
             argv.append(event["seq"])
             argv.append(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
-        result = await self._append(keys=[stream_key(run_id), fence_key(run_id)], args=argv)
+        result = await self._append(keys=self._keys(run_id), args=argv)
         if int(result) == -2:
             raise LogGone(f"run {run_id}: the event log is gone")
         if int(result) < 0:
@@ -127,16 +145,26 @@ class EventLog:
 
     async def claim_state(self, run_id: str, epoch: int) -> tuple[int, int]:
         """``claim``, also returning the fence found (0: no writer ever wrote, or data lost)."""
-        result = await self._claim(keys=[stream_key(run_id), fence_key(run_id)], args=[epoch])
+        seq, fence, _ = await self.claim_full(run_id, epoch)
+        return seq, fence
+
+    async def claim_full(self, run_id: str, epoch: int) -> tuple[int, int, int]:
+        """``claim_state``, also returning the outbox mark (see ``append``)."""
+        result = await self._claim(keys=self._keys(run_id), args=[epoch])
         if not isinstance(result, list):
             raise WriterFenced(f"run {run_id}: a newer writer owns the log")
-        return int(result[0]), int(result[1])
+        return int(result[0]), int(result[1]), int(result[2])
+
+    @staticmethod
+    def _keys(run_id: str) -> list[str]:
+        return [stream_key(run_id), fence_key(run_id), outbox_key(run_id)]
 
     async def finish(self, run_id: str) -> None:
         """The run is over: keep its log for the retention period, then let it expire."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.expire(stream_key(run_id), self._retention_s)
         pipe.expire(fence_key(run_id), self._retention_s)
+        pipe.expire(outbox_key(run_id), self._retention_s)
         await pipe.execute()
 
     async def last_seq(self, run_id: str) -> int:

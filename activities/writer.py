@@ -1,0 +1,141 @@
+"""The event-log writer a streaming activity uses (LLM turns, upstream backend turns).
+
+It numbers events from the seq the workflow handed over, writes them under this attempt's
+fence, heartbeats the last seq written, and re-seeds a log that Redis lost mid-turn with a
+snapshot so readers never see a silent gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import activity
+
+from copilot.events.log import EventLog, LogGone, writer_epoch
+from copilot.types import EV_SNAPSHOT, EV_TURN_RESET, StreamTurnInput
+
+HEARTBEAT_EVERY_S = 1.0
+SEQ_JUMP_AFTER_LOSS = 10_000
+
+
+class TurnWriter:
+    """Numbers this attempt's events and writes them under its fence."""
+
+    def __init__(self, log: EventLog, input: StreamTurnInput, attempt: int) -> None:
+        self._log = log
+        self._input = input
+        self._attempt = attempt
+        self.epoch = writer_epoch(input.writer_gen or input.seq_start, attempt)
+        self.next_seq = input.seq_start
+        self.last_beat = time.monotonic()
+        self._text: list[str] = []  # this attempt's text, to re-seed a lost log
+        # Extra snapshot state a caller knows (e.g. tool calls of an upstream turn).
+        self.snapshot_tools: Callable[[], list[dict[str, Any]]] = list
+        self.outbox_mark: int | None = None  # see EventLog.append
+        # Deltas and the workflow's outbox are written by two tasks: one at a time, or a
+        # later seq could reach Redis first and the earlier one would be refused.
+        self._lock = asyncio.Lock()
+
+    async def resume_point(self, details: Any) -> int:
+        """The first seq this attempt may write: after anything an earlier attempt wrote.
+
+        Claiming the log fences out the earlier attempt first, so it cannot write after the
+        point read here. If the log lost its data (Redis restarted without it), heartbeat
+        details say how far the earlier attempt got, but they lag (the SDK throttles them),
+        so numbering jumps ahead: a seq a client has seen is never reused. The jump is
+        preceded by a snapshot (the log is gone), so it is never a silent gap.
+        """
+        input = self._input
+        in_log, fence, mark = await self._log.claim_full(input.run_id, self.epoch)
+        self.outbox_mark = mark
+        beat = 0
+        if details:
+            with contextlib.suppress(TypeError, ValueError, IndexError):
+                beat = int(details[0])
+        retried = self._attempt > 1 or input.seq_start > 1
+        lost = beat > in_log or (fence == 0 and retried)
+        if lost:
+            return max(beat, in_log, input.seq_start - 1) + SEQ_JUMP_AFTER_LOSS
+        return max(input.seq_start - 1, in_log) + 1
+
+    async def open(self, first_seq: int, *, reset_turns: list[int] | None = None) -> None:
+        """Write the prelude (first attempt) or ``turn_reset`` (a retry) before any delta."""
+        self.next_seq = first_seq
+        events: list[dict[str, Any]] = []
+        if first_seq == self._input.seq_start:
+            events.extend(self._input.prelude)
+        if self._attempt > 1:
+            for turn in reset_turns or [self._input.turn]:
+                events.append({"type": EV_TURN_RESET, "turn": turn, "attempt": self._attempt})
+        await self.write(events)
+
+    async def write(
+        self, events: list[dict[str, Any]], *, text: str = "", outbox_mark: int | None = None
+    ) -> None:
+        """Append events; ``text`` is answer text they carry (kept for a re-seed)."""
+        if not events:
+            return
+        async with self._lock:
+            await self._write_locked(events, text, outbox_mark)
+
+    async def _write_locked(
+        self, events: list[dict[str, Any]], text: str, outbox_mark: int | None
+    ) -> None:
+        try:
+            await self._log.append(self._input.run_id, self.epoch, self._number(events),
+                                   check_gone=True, outbox_mark=outbox_mark)  # fmt: skip
+        except LogGone:
+            # Redis lost the log mid-turn. Only this writer knows the turn's text so far:
+            # re-seed the log with a snapshot, so readers never see a silent gap. Numbering
+            # jumps ahead: clients may have seen seqs the lost log held (even this batch's).
+            self.next_seq += SEQ_JUMP_AFTER_LOSS
+            snapshot = {"type": EV_SNAPSHOT, "data": self._snapshot()}
+            await self._log.append(self._input.run_id, self.epoch,
+                                   self._number([snapshot, *events]),
+                                   outbox_mark=outbox_mark)  # fmt: skip
+        if text:
+            self._text.append(text)  # after the write: a re-seed must not count it twice
+        if outbox_mark is not None:
+            self.outbox_mark = outbox_mark
+        self.beat()
+
+    def _number(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        numbered = []
+        for event in events:
+            numbered.append({**event, "seq": self.next_seq, "runId": self._input.run_id})
+            self.next_seq += 1
+        return numbered
+
+    def _snapshot(self) -> dict[str, Any]:
+        prior = self._input.prior_turns
+        calls = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments, "status": o.status,
+             "result": o.result, "error": o.error}
+            for turn in prior
+            for c, o in zip(turn.tool_calls, turn.outcomes, strict=False)
+        ]  # fmt: skip
+        content = "".join(t.content for t in prior) + "".join(self._text)
+        return {
+            "status": "running",
+            "content": content,
+            "toolCalls": calls + self.snapshot_tools(),
+            "pending": [],
+            "lastSeq": self.next_seq,
+        }
+
+    def beat(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last_beat >= HEARTBEAT_EVERY_S / 2:
+            self.last_beat = now
+            activity.heartbeat(self.next_seq - 1)
+
+
+async def heartbeat_loop(writer: TurnWriter) -> None:
+    """Heartbeat while the stream is silent (long time to first token, a tool being run)."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
+        writer.beat()
