@@ -32,7 +32,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.writer import TurnWriter, heartbeat_loop
 from copilot.events.log import EventLog, writer_epoch
-from copilot.providers.backend import Finished, Forward, HandOff, UpstreamTranslator
+from copilot.providers.backend import (
+    Finished,
+    Forward,
+    HandOff,
+    UpstreamTranslator,
+    upstream_chat_id,
+)
 from copilot.providers.base import ProviderError, parse_retry_after, status_error
 from copilot.providers.sse import SseDecoder
 from copilot.store.models import Chat, Message
@@ -217,7 +223,7 @@ class BackendActivities:
         payload: dict[str, Any] = {
             "message": message.content if message is not None else "",
             "userId": user,
-            "chatId": input.chat_id,
+            "chatId": upstream_chat_id(input.chat_id),
             "messageId": input.user_message_id or input.run_id,
             "model": input.model,
             "mode": input.mode,

@@ -56,6 +56,13 @@ def tool_call_id_for(run_id: str, upstream_id: str) -> str:
     return f"tc_{uuid.uuid5(_TOOL_ID_NAMESPACE, f'{run_id}:{upstream_id}')}"
 
 
+def upstream_chat_id(chat_id: str) -> str:
+    """The chat's id upstream: stable per chat (so the upstream keeps one conversation), and
+    not ours, so an upstream sharing a database, Redis or Temporal with us (another instance
+    of this server) never confuses its chat, runs and logs with ours."""
+    return str(uuid.uuid5(_TOOL_ID_NAMESPACE, f"chat:{chat_id}"))
+
+
 class MalformedFrame(ProviderError):
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=True, code="upstream_malformed")

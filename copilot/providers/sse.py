@@ -23,7 +23,7 @@ class SseMessage:
 
 class SseDecoder:
     def __init__(self) -> None:
-        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
         self._tail = ""  # an unfinished line
         self._cr = False  # the last chunk ended in "\r": a following "\n" belongs to it
         self._data: list[str] = []
@@ -32,6 +32,8 @@ class SseDecoder:
 
     def feed(self, chunk: bytes) -> list[SseMessage]:
         text = self._text.decode(chunk)
+        if not text:
+            return []  # keep a pending "\r": its "\n" may still come
         if self._cr and text.startswith("\n"):
             text = text[1:]
         self._cr = False
