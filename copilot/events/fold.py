@@ -1,6 +1,7 @@
 """The documented client rule, as code: fold a run's events into what the user sees.
 
-- ``content`` deltas append to their turn's text;
+- ``content`` deltas append to their turn's text (those inside an upstream subagent, marked
+  ``subagent``, are shown apart and are not part of the answer);
 - ``turn_reset {turn}`` drops that turn's partial text (a retried provider call restarts it);
 - ``snapshot`` replaces everything with its ``data`` (content, toolCalls, status);
 - ``tool_call`` / ``tool_status`` / ``tool_result`` / ``tool_error`` move a tool call along;
@@ -59,6 +60,8 @@ def fold_events(events: Iterable[dict[str, Any]], into: Folded | None = None) ->
     for event in events:
         kind = event.get("type")
         state.last_seq = max(state.last_seq, int(event.get("seq", 0)))
+        if kind == EV_CONTENT and "subagent" in event:
+            continue
         if kind == EV_CONTENT:
             state.turns.setdefault(int(event.get("turn", 1)), []).append(str(event["data"]))
         elif kind == EV_TURN_RESET:
