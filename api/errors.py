@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from copilot.errors import AppError
@@ -15,6 +16,15 @@ from copilot.errors import AppError
 log = logging.getLogger("copilot.api")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+NUL_IN_TEXT = "22021"  # PostgreSQL: character_not_in_repertoire
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    for err in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
 
 
 def _render(exc: AppError) -> JSONResponse:
@@ -55,6 +65,24 @@ def install_error_handlers(app: FastAPI) -> None:
             {"success": False, "error": str(exc.detail), "code": code},
             status_code=exc.status_code,
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_request: Request, exc: DBAPIError) -> JSONResponse:
+        if _sqlstate(exc) == NUL_IN_TEXT:
+            # PostgreSQL text cannot hold U+0000: the request is at fault, and nothing was
+            # written (the statement failed, the transaction rolls back).
+            return JSONResponse(
+                {"success": False, "code": "invalid_request",
+                 "error": "invalid request: text must not contain NUL (U+0000) characters",
+                 "details": [{"field": "body", "msg": "contains U+0000"}]},
+                status_code=400,
+            )  # fmt: skip
+        log.exception("database error", exc_info=exc)
+        return JSONResponse(
+            {"success": False, "error": "the database is unavailable; try again shortly",
+             "code": "unavailable"},
+            status_code=503,
+        )  # fmt: skip
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -189,3 +189,17 @@ async def test_headless_can_be_turned_off(headless_off: Stack) -> None:
         resp = await c.post("/api/v1/copilot/chat", json={"message": "hi"})
     assert resp.status_code == 503
     assert resp.json()["code"] == "unavailable"
+
+
+async def test_nul_characters_and_an_unconfigured_backend_get_400(
+    client: httpx.AsyncClient,
+) -> None:
+    for body in ({"message": "a\u0000b"}, {"message": "hi", "messageId": "m\u0000"}):
+        resp = await client.post("/api/v1/copilot/chat", json={**body, "wait": False})
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["code"] == "invalid_request"
+    listed = await client.get("/api/copilot/runs", params={"chatId": "c\u0000"})
+    assert listed.status_code == 400
+    resp = await client.post("/api/v1/copilot/chat", json={"message": "hi", "model": "backend:x"})
+    assert resp.status_code == 400
+    assert "COPILOT_BACKEND_URL" in resp.json()["error"]
