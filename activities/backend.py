@@ -30,7 +30,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
-from activities.writer import TurnWriter, heartbeat_loop
+from activities.writer import TurnWriter, activity_error, heartbeat_loop
 from copilot.events.log import EventLog, writer_epoch
 from copilot.providers.backend import (
     Finished,
@@ -110,7 +110,7 @@ class BackendActivities:
         try:
             await self._read(url, payload, writer, translator, handle, handed)
         except ProviderError as exc:
-            raise _activity_error(exc) from None
+            raise activity_error(exc) from None
         finally:
             stop.set()
             heartbeat.cancel()
@@ -331,18 +331,6 @@ async def _pump_outbox(
                 return
     finally:
         stopping.cancel()
-
-
-def _activity_error(exc: ProviderError) -> ApplicationError:
-    return ApplicationError(
-        exc.message,
-        {"status": exc.status},
-        type=exc.code,
-        non_retryable=not exc.retryable,
-        next_retry_delay=(
-            timedelta(seconds=exc.retry_after_s) if exc.retry_after_s is not None else None
-        ),
-    )
 
 
 def _error_text(body: str) -> str:

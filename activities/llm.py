@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.writer import TurnWriter, heartbeat_loop
+from activities.writer import TurnWriter, activity_error, heartbeat_loop
 from copilot.conversation import blocks_to_conversation, turns_to_blocks
 from copilot.crypto import DecryptError, Keyring
 from copilot.events.log import EventLog
@@ -92,15 +90,7 @@ class LlmActivities:
             )
             output = await provider.stream_turn(request, emit)
         except ProviderError as exc:
-            raise ApplicationError(
-                exc.message,
-                {"status": exc.status},
-                type=exc.code,
-                non_retryable=not exc.retryable,
-                next_retry_delay=(
-                    timedelta(seconds=exc.retry_after_s) if exc.retry_after_s is not None else None
-                ),
-            ) from None
+            raise activity_error(exc) from None
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from copilot.events.log import EventLog, LogGone, writer_epoch
+from copilot.providers.base import ProviderError
 from copilot.types import EV_SNAPSHOT, EV_TURN_RESET, StreamTurnInput
 
 HEARTBEAT_EVERY_S = 1.0
@@ -139,3 +142,16 @@ async def heartbeat_loop(writer: TurnWriter) -> None:
     while True:
         await asyncio.sleep(HEARTBEAT_EVERY_S)
         writer.beat()
+
+
+def activity_error(exc: ProviderError) -> ApplicationError:
+    """A provider failure as Temporal sees it: retryable or not, after the provider's delay."""
+    return ApplicationError(
+        exc.message,
+        {"status": exc.status},
+        type=exc.code,
+        non_retryable=not exc.retryable,
+        next_retry_delay=(
+            timedelta(seconds=exc.retry_after_s) if exc.retry_after_s is not None else None
+        ),
+    )

@@ -236,3 +236,32 @@ async def test_worker_killed_mid_stream_runs_and_reports_each_tool_once(
         "echo": 1,
         "read_sheet": 1,
     }
+
+
+async def test_abort_while_the_upstream_waits_for_a_confirmation(
+    pair: Pair, client_a: httpx.AsyncClient
+) -> None:
+    key = scenario(pair.a.provider, _script({"sheet": "abort"}))
+    tool = {**HOST_TOOL, "requiresConfirmation": True}
+    live = await LiveRun.start(
+        client_a, {"message": key, "model": "backend:gpt-4o-mini", "tools": [tool]}
+    )
+    waiting = await live.event("tool_status", status="awaiting_confirmation")
+    snapshot = (await client_a.get(f"/api/copilot/runs/{live.run_id}")).json()
+    assert [p["id"] for p in snapshot["pending"]] == [waiting.data["toolCallId"]]
+    assert (await client_a.post(f"/api/copilot/runs/{live.run_id}/abort")).status_code == 200
+    events = [f.data for f in await live.finished()]
+    assert events[-1]["data"]["status"] == "aborted"
+    assert {"toolCallId": waiting.data["toolCallId"], "status": "cancelled"}.items() <= next(
+        e for e in reversed(events) if e.get("toolCallId") == waiting.data["toolCallId"]
+    ).items()
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    temporal = await Client.connect(pair.a.services.temporal_address)
+    history = await temporal.get_workflow_handle(live.run_id).fetch_history()
+    reported = [
+        e
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "report_backend_tool"
+    ]
+    assert len(reported) == 1  # echo ran and was reported; the undecided call was not
