@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import openai
+import psutil
 from temporalio.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,6 +199,81 @@ async def headless_throughput(provider: FakeProvider, http: httpx.AsyncClient, n
     return ok / elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def rss_bytes(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def redis_connections_of(pid: int, redis_port: int) -> int:
+    """TCP connections the process holds to Redis (its pool and its event hub)."""
+    return sum(
+        1
+        for conn in psutil.Process(pid).net_connections(kind="tcp")
+        if conn.raddr and conn.raddr.port == redis_port and conn.status == "ESTABLISHED"
+    )
+
+
+async def open_sessions(
+    provider: FakeProvider,
+    http: httpx.AsyncClient,
+    key: str,
+    api_pid: int,
+    redis_port: int,
+    n: int,
+    concurrency: int,
+) -> dict[str, Any]:
+    """``n`` open SSE sessions on runs that wait (for a decision): memory and Redis connections
+    of the API process per session, and added TTFT of new streams while they are open."""
+    hold = {"name": "hold", "inputSchema": {"type": "object"}, "requiresConfirmation": True}
+    waiting_key = provider.scenario([{"tool_calls": [{"name": "hold", "arguments": {}}]}])
+    runs = []
+    for _ in range(max(1, n // 50)):
+        resp = await http.post(
+            "/api/v1/copilot/chat",
+            json={"message": waiting_key, "tools": [hold], "autoExecuteTools": False,
+                  "wait": False},
+        )  # fmt: skip
+        runs.append(resp.json()["runId"])
+    rss_before = rss_bytes(api_pid)
+    redis_before = redis_connections_of(api_pid, redis_port)
+    opened = 0
+    all_open = asyncio.Event()
+
+    async def session(run_id: str) -> None:
+        nonlocal opened
+        async with http.stream("GET", f"/api/copilot/runs/{run_id}/events") as resp:
+            async for _frame in iter_frames(resp):
+                opened += 1
+                if opened == n:
+                    all_open.set()
+                await asyncio.Future()  # stay open until cancelled
+
+    tasks = [asyncio.create_task(session(runs[i % len(runs)])) for i in range(n)]
+    try:
+        await asyncio.wait_for(all_open.wait(), 120)
+        rss_after = rss_bytes(api_pid)
+        redis_after = redis_connections_of(api_pid, redis_port)
+        loaded = await measure_concurrency(provider, http, key, concurrency, concurrency * 2)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for run_id in runs:
+            await http.post(f"/api/copilot/runs/{run_id}/abort")
+    return {
+        "open_sessions": n,
+        "memory_per_session_kib": (rss_after - rss_before) / n / 1024,
+        "api_redis_connections_before": redis_before,
+        "api_redis_connections_open": redis_after,
+        "streaming_concurrency": concurrency,
+        "added_ttft_ms_while_open": loaded["added_ttft_ms"],
+    }
+
+
 def redis_clients(redis_url: str) -> int:
     import redis
 
@@ -267,8 +343,23 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             results["latency"] = []
             for c in args.concurrency:
                 print(f"concurrency {c}...", flush=True)
-                results["latency"].append(
-                    await measure_concurrency(provider, http, key, c, args.runs)
+                cpu = {"api": cpu_seconds(api.proc.pid), "worker": cpu_seconds(worker.proc.pid)}
+                started = time.perf_counter()
+                row = await measure_concurrency(provider, http, key, c, args.runs)
+                elapsed = time.perf_counter() - started
+                streams = max(1, args.runs // c) * c
+                tokens = streams * args.tokens * 2  # the direct and the served half
+                served_tokens = streams * args.tokens
+                row["cpu_s_per_1000_tokens"] = {
+                    name: (cpu_seconds(proc.pid) - cpu[name]) / served_tokens * 1000
+                    for name, proc in (("api", api.proc), ("worker", worker.proc))
+                }
+                row["tokens_per_s_end_to_end"] = tokens / elapsed
+                results["latency"].append(row)
+            if args.open:
+                print(f"{args.open} open SSE sessions...", flush=True)
+                results["open"] = await open_sessions(
+                    provider, http, key, api.proc.pid, ports.redis, args.open, 10
                 )
             run_id = results["latency"][0]["run_ids"][0]
             results["resume_ms"] = await measure_resume(http, run_id)
@@ -305,6 +396,21 @@ def print_table(results: dict[str, Any]) -> None:
             f"c={row['concurrency']}: POST→response headers p50 {h['p50']:.1f} ms, "
             f"POST→start frame p50 {s['p50']:.1f} ms"
         )
+    for row in results["latency"]:
+        cpu = row["cpu_s_per_1000_tokens"]
+        print(
+            f"c={row['concurrency']}: CPU s per 1,000 served tokens: API {cpu['api']:.3f}, "
+            f"worker {cpu['worker']:.3f}; {row['tokens_per_s_end_to_end']:.0f} tokens/s"
+        )
+    if "open" in results:
+        o = results["open"]
+        a = o["added_ttft_ms_while_open"]
+        print(
+            f"{o['open_sessions']} open SSE sessions: {o['memory_per_session_kib']:.1f} KiB each "
+            f"in the API; API's Redis connections {o['api_redis_connections_before']} → "
+            f"{o['api_redis_connections_open']}; meanwhile {o['streaming_concurrency']} "
+            f"streaming: added TTFT p50 {a['p50']:.0f} / p99 {a['p99']:.0f} ms"
+        )
     r = results["resume_ms"]
     print(
         f"\nresume (Last-Event-ID → first replayed event): p50 {r['p50']:.1f} ms, "
@@ -318,6 +424,11 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Open sessions need a descriptor each, here and in the API (which inherits this limit).
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
@@ -329,6 +440,7 @@ def main() -> None:
     parser.add_argument("--first-ms", type=int, default=50)
     parser.add_argument("--gap-ms", type=int, default=10)
     parser.add_argument("--headless", type=int, default=20, help="concurrent headless runs")
+    parser.add_argument("--open", type=int, default=200, help="open SSE sessions (0: skip)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
