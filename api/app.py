@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.errors import install_error_handlers
 from api.limits import BodyLimit
@@ -29,6 +29,10 @@ log = logging.getLogger("copilot.api")
 STATIC = Path(__file__).parent / "static"
 
 
+REDIS_POOL_SIZE = 32
+REDIS_POOL_WAIT_S = 20.0
+
+
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
 
@@ -37,8 +41,16 @@ def create_app(settings: Settings) -> FastAPI:
         database_url, redis_url, _ = settings.runtime_urls()
         engine = make_engine(database_url)
         # Readers block on XREAD for up to the ping interval: the socket must outlast it.
-        redis = Redis.from_url(
-            redis_url, max_connections=256, socket_timeout=settings.sse_ping_s + 10
+        # A bounded, *blocking* pool: a burst of clients (a thousand reconnecting at once)
+        # queues for a connection instead of opening hundreds, so the API holds O(1) Redis
+        # connections whatever the number of open streams (the hub multiplexes the reads).
+        redis = Redis(
+            connection_pool=BlockingConnectionPool.from_url(
+                redis_url,
+                max_connections=REDIS_POOL_SIZE,
+                timeout=REDIS_POOL_WAIT_S,
+                socket_timeout=settings.sse_ping_s + 10,
+            )
         )
         temporal = await connect(settings)
         hub = LogHub(redis)

@@ -254,7 +254,12 @@ async def open_sessions(
 
     tasks = [asyncio.create_task(session(runs[i % len(runs)])) for i in range(n)]
     try:
-        await asyncio.wait_for(all_open.wait(), 120)
+        waiter = asyncio.create_task(all_open.wait())
+        await asyncio.wait([waiter, *tasks], timeout=120, return_when=asyncio.FIRST_EXCEPTION)
+        waiter.cancel()
+        failed = [t.exception() for t in tasks if t.done() and t.exception() is not None]
+        if failed or opened < n:
+            raise RuntimeError(f"{opened} of {n} sessions opened; first error: {failed[:1]!r}")
         rss_after = rss_bytes(api_pid)
         redis_after = redis_connections_of(api_pid, redis_port)
         loaded = await measure_concurrency(provider, http, key, concurrency, concurrency * 2)

@@ -60,7 +60,6 @@ def _parse_after(last_event_id: str | None, after: int | None) -> int:
 async def run_events(
     run_id: str,
     state: StateDep,
-    session: SessionDep,
     ip: ClientIpDep,
     x_api_key: Annotated[str | None, Header()] = None,
     last_event_id: Annotated[str | None, Header()] = None,
@@ -81,7 +80,12 @@ async def run_events(
         principal = await authenticate(state, x_api_key, tenant_id)
     await limit_reads(state, principal, ip)
     acting = principal.acting_user(user_id)
-    run = await repo.get_run(session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id)
+    # A session of its own, closed before streaming: a request-scoped one would hold a pooled
+    # database connection for as long as the stream stays open (every open SSE client).
+    async with state.sessions() as session:
+        run = await repo.get_run(
+            session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id
+        )
     if run is None:
         raise NotFound("run not found", code="run_not_found")
     start = _parse_after(last_event_id, after)
