@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import httpx
 
 from tests.conftest import Stack, provider_requests, scenario
-from tests.sse import collect
+from tests.sse import collect, iter_frames
 
 
 async def _chat(client: httpx.AsyncClient, body: dict[str, object]) -> tuple[httpx.Response, list]:
@@ -146,3 +148,36 @@ async def test_health_reports_each_service(client: httpx.AsyncClient) -> None:
     body = resp.json()
     assert body["services"] == {"database": "up", "redis": "up", "temporal": "up"}
     assert body["status"] == "healthy"
+
+
+async def test_many_open_rejoins_hold_no_database_connection(stack: Stack) -> None:
+    """More open streams than the API's database pool (20): each must still be served."""
+    hold = {"name": "hold", "inputSchema": {"type": "object"}, "requiresConfirmation": True}
+    key = scenario(stack.provider, [{"tool_calls": [{"name": "hold", "arguments": {}}]}])
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60, limits=limits) as client:
+        started = await client.post(
+            "/api/v1/copilot/chat",
+            json={"message": key, "tools": [hold], "autoExecuteTools": False, "wait": False},
+        )
+        assert started.status_code == 202, started.text
+        run_id = started.json()["runId"]
+        first_seen = [asyncio.Event() for _ in range(45)]
+
+        async def rejoin(seen: asyncio.Event) -> list[str]:
+            types = []
+            async with client.stream("GET", f"/api/copilot/runs/{run_id}/events") as resp:
+                async for frame in iter_frames(resp):
+                    seen.set()
+                    types.append(frame.data["type"])
+                    if frame.data["type"] == "done":
+                        break
+            return types
+
+        streams = [asyncio.create_task(rejoin(seen)) for seen in first_seen]
+        await asyncio.wait_for(asyncio.gather(*(seen.wait() for seen in first_seen)), 30)
+        # All 45 are open at once, and the API still answers other requests.
+        assert (await client.get(f"/api/copilot/runs/{run_id}")).status_code == 200
+        assert (await client.post(f"/api/copilot/runs/{run_id}/abort")).status_code == 200
+        ends = await asyncio.wait_for(asyncio.gather(*streams), 30)
+    assert all(types[-1] == "done" for types in ends)
