@@ -30,7 +30,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
-from activities.writer import TurnWriter, activity_error, heartbeat_loop
+from activities.writer import TurnWriter, activity_error, heartbeating
 from copilot.events.log import EventLog, writer_epoch
 from copilot.providers.backend import (
     Finished,
@@ -106,16 +106,13 @@ class BackendActivities:
         ]
         stop = asyncio.Event()
         pump = asyncio.create_task(_pump_outbox(handle, writer, writer.outbox_mark or 0, stop))
-        heartbeat = asyncio.create_task(heartbeat_loop(writer))
         try:
-            await self._read(url, payload, writer, translator, handle, handed)
+            async with heartbeating(writer):
+                await self._read(url, payload, writer, translator, handle, handed)
         except ProviderError as exc:
             raise activity_error(exc) from None
         finally:
             stop.set()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
             await pump  # never cut a write in half: its seqs must land or be retried
         finished = translator.finished
         assert finished is not None

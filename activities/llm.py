@@ -9,13 +9,12 @@ text.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.writer import TurnWriter, activity_error, heartbeat_loop
+from activities.writer import TurnWriter, activity_error, heartbeating
 from copilot.conversation import blocks_to_conversation, turns_to_blocks
 from copilot.crypto import DecryptError, Keyring
 from copilot.events.log import EventLog
@@ -73,28 +72,24 @@ class LlmActivities:
         first_seq = await writer.resume_point(info.heartbeat_details)
         # The first frames and the history load are independent: overlap them (TTFT).
         _, messages = await asyncio.gather(writer.open(first_seq), self._conversation(input))
-        heartbeat = asyncio.create_task(heartbeat_loop(writer))
 
         async def emit(delta: Delta) -> None:
             await _emit_delta(writer, input.turn, delta)
 
         try:
-            provider = self._providers.get(input.provider)
-            request = TurnRequest(
-                model=input.model,
-                messages=messages,
-                credentials=await self._credentials(input),
-                system=SYSTEM_PROMPT,
-                tools=self._offered_tools(input),
-                timeout_s=self._timeout_s,
-            )
-            output = await provider.stream_turn(request, emit)
+            async with heartbeating(writer):
+                provider = self._providers.get(input.provider)
+                request = TurnRequest(
+                    model=input.model,
+                    messages=messages,
+                    credentials=await self._credentials(input),
+                    system=SYSTEM_PROMPT,
+                    tools=self._offered_tools(input),
+                    timeout_s=self._timeout_s,
+                )
+                output = await provider.stream_turn(request, emit)
         except ProviderError as exc:
             raise activity_error(exc) from None
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
         writer.beat(force=True)
         return StreamTurnResult(
             content=output.content,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -137,11 +137,22 @@ class TurnWriter:
             activity.heartbeat(self.next_seq - 1)
 
 
-async def heartbeat_loop(writer: TurnWriter) -> None:
+@contextlib.asynccontextmanager
+async def heartbeating(writer: TurnWriter) -> AsyncIterator[None]:
     """Heartbeat while the stream is silent (long time to first token, a tool being run)."""
-    while True:
-        await asyncio.sleep(HEARTBEAT_EVERY_S)
-        writer.beat()
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
+            writer.beat()
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def activity_error(exc: ProviderError) -> ApplicationError:

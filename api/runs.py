@@ -21,7 +21,7 @@ from api.schemas import ChatRequest
 from api.state import AppState
 from copilot import search
 from copilot.auth import Principal, issue_stream_token
-from copilot.errors import Conflict, InvalidRequest, RateLimited, Unavailable
+from copilot.errors import Conflict, RateLimited, Unavailable
 from copilot.providers.registry import route_model
 from copilot.store import repo
 from copilot.types import RUN_RUNNING, AbortInput, AbortResult, ChatRunInput, ToolSpecData
@@ -110,12 +110,6 @@ async def _start(
     settings = state.settings
     user_id = principal.acting_user(body.user_id)
     route = route_model(body.model, body.provider, settings)
-    if route.provider == "copilot-backend" and not settings.copilot_backend_url:
-        raise InvalidRequest(
-            f"model {route.model!r} needs an upstream copilot backend, and this server has "
-            "none: set COPILOT_BACKEND_URL (and COPILOT_BACKEND_API_KEY), or pick another model",
-            details=[{"field": "model", "msg": "no upstream copilot backend configured"}],
-        )
     async with state.sessions.begin() as session:
         started = await repo.start_run(
             session,

@@ -382,7 +382,7 @@ def test_realistic_stream_whole() -> None:
     translator = UpstreamTranslator(run_id=RUN_ID)
     assert translate(messages, translator) == EXPECTED_ACTIONS
     assert translator.content == EXPECTED_CONTENT
-    assert translator.turns_seen == [1, 2]
+    assert sorted(translator.text) == [1, 2]
     assert translator.finished == FINISHED
     assert translator.response_id == "resp_abc"
     assert translator.ignored_after_done == 1  # "late text"; the "[DONE]" is not counted
@@ -552,7 +552,7 @@ def test_turn_reset_drops_that_turns_text() -> None:
     assert translator.content == "first turn. "
     translator.handle(msg({"type": "content", "data": "retried text"}))
     assert translator.content == "first turn. retried text"
-    assert translator.turns_seen == [1, 2]
+    assert sorted(translator.text) == [1, 2]
 
 
 def test_subagent_content_is_forwarded_but_not_answer_text() -> None:
@@ -562,7 +562,7 @@ def test_subagent_content_is_forwarded_but_not_answer_text() -> None:
         Forward({"type": "content", "data": "thinking", "turn": 1, "subagent": "plan"})
     ]
     assert translator.content == ""
-    assert translator.turns_seen == []
+    assert sorted(translator.text) == []
 
 
 def test_empty_content_yields_nothing() -> None:

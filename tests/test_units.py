@@ -29,7 +29,8 @@ KEY = bytes(range(32))
     ],
 )
 def test_model_routing(model: str, provider: str | None, expected: tuple[str, str]) -> None:
-    route = route_model(model, provider, Settings(DEFAULT_PROVIDER="openai"))
+    settings = Settings(DEFAULT_PROVIDER="openai", COPILOT_BACKEND_URL="http://upstream.test")
+    route = route_model(model, provider, settings)
     assert (route.provider, route.provider_model) == expected
     assert route.model == model
 
@@ -39,6 +40,9 @@ def test_routing_rejects_unknown_provider_and_empty_names() -> None:
         route_model("x", "nope", Settings())
     with pytest.raises(InvalidRequest):
         route_model("ollama:", None, Settings())
+    for model, provider in (("backend:x", None), ("x", "copilot-backend")):
+        with pytest.raises(InvalidRequest, match="COPILOT_BACKEND_URL"):
+            route_model(model, provider, Settings(COPILOT_BACKEND_URL=None))
 
 
 def test_stream_token_binds_run_and_expires() -> None:

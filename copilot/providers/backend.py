@@ -121,10 +121,6 @@ class UpstreamTranslator:
     def content(self) -> str:
         return "".join("".join(self.text[t]) for t in sorted(self.text))
 
-    @property
-    def turns_seen(self) -> list[int]:
-        return sorted(self.text)
-
     def handle(self, message: SseMessage) -> list[Action]:
         raw = message.data.strip()
         if self.finished is not None:

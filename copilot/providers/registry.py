@@ -52,6 +52,12 @@ def route_model(model: str | None, provider: str | None, settings: Settings) -> 
         routed = provider
     if not sent:
         raise InvalidRequest(f"model {model!r} names no model after its prefix")
+    if routed == "copilot-backend" and not settings.copilot_backend_url:
+        raise InvalidRequest(
+            f"model {model!r} needs an upstream copilot backend, and this server has none: "
+            "set COPILOT_BACKEND_URL (and COPILOT_BACKEND_API_KEY), or pick another model",
+            details=[{"field": "model", "msg": "no upstream copilot backend configured"}],
+        )
     return Route(provider=routed, model=model, provider_model=sent)
 
 
