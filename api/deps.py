@@ -29,7 +29,10 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit runs before the response is sent. FastAPI's default runs a
+# yield dependency's exit after the response, so a client could get 200 for a write that was
+# not yet committed (and read its own write back stale, or never, if the commit then failed).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def authenticate(state: AppState, api_key: str | None, tenant_id: str | None) -> Principal:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
@@ -252,3 +253,40 @@ async def test_limiter_fails_open_when_redis_is_down() -> None:
         await redis.aclose()
     assert verdict.allowed
     assert limiter.unavailable == 1
+
+
+async def test_a_write_is_committed_before_its_answer_is_sent(world: World, secure: Stack) -> None:
+    """The answer to a write must not leave before the write is committed: a client that gets
+    200 for a revocation and uses the key at once must find it revoked. The key's row is held
+    locked from outside, so the revocation's UPDATE waits at commit; the answer must wait too."""
+    async with httpx.AsyncClient(base_url=world.api, timeout=30) as c:
+        issued = (await c.post("/api/validate-key/generate", headers=_h(ADMIN),
+                               json={"tenantName": "Initech"})).json()  # fmt: skip
+        conn = await asyncpg.connect(secure.services.database_url)
+        # a second connection watches: pg_stat_activity is snapshotted once per transaction
+        watch = await asyncpg.connect(secure.services.database_url)
+        try:
+            lock = conn.transaction()
+            await lock.start()
+            await conn.execute("SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE", issued["id"])
+            revoke = asyncio.create_task(
+                c.post("/api/validate-key/delete", headers=_h(ADMIN), json={"id": issued["id"]})
+            )
+            deadline = asyncio.get_running_loop().time() + 20
+            while not await watch.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE 'UPDATE api_keys%'"
+            ):
+                assert asyncio.get_running_loop().time() < deadline, "the UPDATE never ran"
+                assert not revoke.done(), revoke.result()
+                await asyncio.sleep(0.02)
+            # the UPDATE is blocked in the commit: no answer may have left yet
+            done, _ = await asyncio.wait({revoke}, timeout=0.5)
+            assert not done, "the revocation was answered before it was committed"
+            await lock.rollback()
+            assert (await revoke).status_code == 200
+        finally:
+            await conn.close()
+            await watch.close()
+        after = await c.get("/api/copilot/chats", headers=_h(issued["apiKey"]))
+        assert after.status_code == 401
