@@ -18,6 +18,7 @@ from temporalio.worker import Replayer
 
 from tests.conftest import Stack, scenario
 from tests.live import LiveRun
+from worker import workflow_runner
 from workflows.chat import ChatWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -32,7 +33,7 @@ async def test_recorded_histories_replay() -> None:
     files = sorted(HISTORIES.glob("*.json"))
     assert files, "no recorded histories to replay"
     histories = [WorkflowHistory.from_json(path.stem, path.read_text()) for path in files]
-    results = await Replayer(workflows=[ChatWorkflow]).replay_workflows(
+    results = await Replayer(workflows=[ChatWorkflow], workflow_runner=workflow_runner()).replay_workflows(
         _each(histories), raise_on_replay_failure=False
     )
     failures = {run_id: str(err) for run_id, err in results.replay_failures.items()}
@@ -77,7 +78,7 @@ async def test_fresh_runs_replay(client: httpx.AsyncClient, stack: Stack) -> Non
 
     temporal = await Client.connect(stack.services.temporal_address)
     histories = [await temporal.get_workflow_handle(rid).fetch_history() for rid in runs.values()]
-    results = await Replayer(workflows=[ChatWorkflow]).replay_workflows(
+    results = await Replayer(workflows=[ChatWorkflow], workflow_runner=workflow_runner()).replay_workflows(
         _each(histories), raise_on_replay_failure=False
     )
     assert not results.replay_failures
