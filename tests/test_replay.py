@@ -24,6 +24,11 @@ from workflows.chat import ChatWorkflow
 HISTORIES = Path(__file__).parent / "histories"
 
 
+def _replayer() -> Replayer:
+    """Replays with the worker's own sandbox settings."""
+    return Replayer(workflows=[ChatWorkflow], workflow_runner=workflow_runner())
+
+
 async def _each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
     for history in histories:
         yield history
@@ -33,9 +38,7 @@ async def test_recorded_histories_replay() -> None:
     files = sorted(HISTORIES.glob("*.json"))
     assert files, "no recorded histories to replay"
     histories = [WorkflowHistory.from_json(path.stem, path.read_text()) for path in files]
-    results = await Replayer(workflows=[ChatWorkflow], workflow_runner=workflow_runner()).replay_workflows(
-        _each(histories), raise_on_replay_failure=False
-    )
+    results = await _replayer().replay_workflows(_each(histories), raise_on_replay_failure=False)
     failures = {run_id: str(err) for run_id, err in results.replay_failures.items()}
     assert not failures
 
@@ -78,9 +81,7 @@ async def test_fresh_runs_replay(client: httpx.AsyncClient, stack: Stack) -> Non
 
     temporal = await Client.connect(stack.services.temporal_address)
     histories = [await temporal.get_workflow_handle(rid).fetch_history() for rid in runs.values()]
-    results = await Replayer(workflows=[ChatWorkflow], workflow_runner=workflow_runner()).replay_workflows(
-        _each(histories), raise_on_replay_failure=False
-    )
+    results = await _replayer().replay_workflows(_each(histories), raise_on_replay_failure=False)
     assert not results.replay_failures
     if os.environ.get("RECORD_HISTORIES"):
         for name, history in zip(runs, histories, strict=True):
