@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 from redis.asyncio import Redis
+from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -43,7 +47,16 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
-async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+@contextlib.asynccontextmanager
+async def serving(
+    settings: Settings, client: Client, *, sticky_timeout: timedelta = timedelta(seconds=10)
+) -> AsyncIterator[Worker]:
+    """A worker with every workflow and activity, polling ``client``'s task queue while the
+    block runs; its own database engine, Redis pool and HTTP client are closed after.
+
+    ``sticky_timeout``: how long a run's next workflow task waits for this worker (which has
+    the run cached) before any worker may take it, should this one be gone.
+    """
     database_url, redis_url, _ = settings.runtime_urls()
     engine = make_engine(database_url)
     redis = Redis.from_url(redis_url, max_connections=64)
@@ -72,7 +85,6 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         ),
         max_result_bytes=settings.max_tool_result_bytes,
     )
-    client = await connect(settings)
     backend = BackendActivities(
         sessions=sessions,
         event_log=event_log,
@@ -107,7 +119,19 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             backend.report_backend_tool,
         ],
         max_concurrent_activities=500,
+        sticky_queue_schedule_to_start_timeout=sticky_timeout,
     )
+    try:
+        async with worker:
+            yield worker
+    finally:
+        await http.aclose()
+        await redis.aclose()
+        await engine.dispose()
+
+
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    client = await connect(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -118,11 +142,6 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         settings.temporal_address,
         settings.temporal_namespace,
     )
-    try:
-        async with worker:
-            await stop.wait()
-            log.info("worker stopping: finishing in-flight tasks")
-    finally:
-        await http.aclose()
-        await redis.aclose()
-        await engine.dispose()
+    async with serving(settings, client):
+        await stop.wait()
+        log.info("worker stopping: finishing in-flight tasks")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -70,12 +72,22 @@ def create_app(settings: Settings) -> FastAPI:
         )
         if settings.dev_mode:
             log.warning("COPILOT_API_KEY is not set: development mode, no auth (loopback only)")
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(engine.dispose)
+            stack.push_async_callback(redis.aclose)
+            stack.push_async_callback(hub.stop)
+            if settings.api_worker:
+                from worker import serving
+
+                # On the same client that starts runs: eager start needs exactly that. A
+                # short sticky timeout: when this API is restarted, its runs' next workflow
+                # tasks go to the dedicated workers after 3 s rather than the default 10 s.
+                await stack.enter_async_context(
+                    serving(settings, temporal, sticky_timeout=timedelta(seconds=3))
+                )
+                log.info("API worker polling task queue %r: runs start eagerly here",
+                         settings.temporal_task_queue)  # fmt: skip
             yield
-        finally:
-            await hub.stop()
-            await redis.aclose()
-            await engine.dispose()
 
     app = FastAPI(
         title="Durable Copilot",

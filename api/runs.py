@@ -173,6 +173,9 @@ async def _start(
                 input,
                 id=run.id,
                 task_queue=settings.temporal_task_queue,
+                # With a worker in this process the first workflow task comes back in the
+                # start response and the first activity is dispatched to it eagerly.
+                request_eager_start=settings.api_worker,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 search_attributes=attributes,

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     temporal_address: str | None = Field(None, validation_alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
     temporal_task_queue: str = Field("copilot", validation_alias="TEMPORAL_TASK_QUEUE")
+    # The API process also runs a worker and starts runs eagerly (see README, "Latency").
+    api_worker: bool = Field(False, validation_alias="API_WORKER")
     temporal_tls_cert: str | None = Field(None, validation_alias="TEMPORAL_TLS_CERT")
     temporal_tls_key: str | None = Field(None, validation_alias="TEMPORAL_TLS_KEY")
     temporal_tls_ca: str | None = Field(None, validation_alias="TEMPORAL_TLS_CA")

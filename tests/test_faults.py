@@ -11,6 +11,7 @@ import asyncio
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from copilot.embedded import (
     Embedded,
     Ports,
     free_port,
+    spawn,
     start_all,
     start_postgres,
     start_redis,
@@ -295,3 +297,65 @@ async def test_7_temporal_restarted_mid_run(own: Own) -> None:
     _replace(emb, "temporal", child)
     await client.follow(run_id, deadline=120)
     await _assert_promise(own, client, run_id, EXPECTED)
+
+
+async def _activity_identities(own: Own, run_id: str) -> list[tuple[int, str]]:
+    """(attempt, worker identity) of each finished LLM turn in the run's history (a started
+    event is written when its attempt ends, so only the last attempt's is there)."""
+    from temporalio.client import Client as TemporalClient
+
+    temporal = await TemporalClient.connect(own.services.temporal_address)
+    history = await temporal.get_workflow_handle(run_id).fetch_history()
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    return [
+        (e.activity_task_started_event_attributes.attempt,
+         e.activity_task_started_event_attributes.identity)
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+        and scheduled[e.activity_task_started_event_attributes.scheduled_event_id]
+        == "stream_llm_turn"
+    ]  # fmt: skip
+
+
+async def _streaming_turn(own: Own, run_id: str) -> tuple[int, str]:
+    """(attempt, worker identity) of the LLM turn the run is streaming now."""
+    from temporalio.client import Client as TemporalClient
+
+    temporal = await TemporalClient.connect(own.services.temporal_address)
+    described = await temporal.get_workflow_handle(run_id).describe()
+    pending = [p for p in described.raw_description.pending_activities
+               if p.activity_type.name == "stream_llm_turn"]  # fmt: skip
+    assert len(pending) == 1, pending
+    return pending[0].attempt, pending[0].last_worker_identity
+
+
+async def test_8_api_with_its_own_worker_killed_mid_stream(own: Own) -> None:
+    """API_WORKER=true: the run starts eagerly and its LLM turn streams inside the API
+    process. Killing that API loses the turn; the dedicated worker retries it and the client,
+    moved to another API, gets exactly the persisted answer."""
+    key = scenario(own.stack.provider, [_slow(60), _slow(60, 10)])
+    port = free_port()
+    eager = spawn("api-eager", [sys.executable, "-m", "copilot.cli", "api", "--port", str(port)],
+                  log_path=own.stack.log_dir / "api-eager.log",
+                  env={**own.stack.env, "API_WORKER": "true"})  # fmt: skip
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", eager)
+        client = Client(f"http://127.0.0.1:{port}")
+        run_id = await client.start({"message": key}, stop_after=6)
+        attempt, identity = await _streaming_turn(own, run_id)
+        assert attempt == 1
+        assert identity.startswith(f"{eager.proc.pid}@"), identity
+        os.kill(eager.proc.pid, signal.SIGKILL)
+        eager.proc.wait(10)
+        await client.follow(run_id, base_url=own.stack.api_url)
+    finally:
+        eager.stop()
+    assert "turn_reset" in [f.data["type"] for f in client.frames]
+    await _assert_promise(own, client, run_id, EXPECTED)
+    retried = await _activity_identities(own, run_id)
+    assert retried[-1][0] == 2
+    assert retried[-1][1].startswith(f"{own.stack.worker.proc.pid}@"), retried
