@@ -289,6 +289,33 @@ def redis_clients(redis_url: str) -> int:
         client.close()
 
 
+async def latency_rows(
+    provider: FakeProvider,
+    http: httpx.AsyncClient,
+    key: str,
+    args: argparse.Namespace,
+    api: Any,
+    worker: Any,
+) -> list[dict[str, Any]]:
+    rows = []
+    for c in args.concurrency:
+        print(f"concurrency {c}...", flush=True)
+        cpu = {"api": cpu_seconds(api.proc.pid), "worker": cpu_seconds(worker.proc.pid)}
+        started = time.perf_counter()
+        row = await measure_concurrency(provider, http, key, c, args.runs)
+        elapsed = time.perf_counter() - started
+        streams = max(1, args.runs // c) * c
+        tokens = streams * args.tokens * 2  # the direct and the served half
+        served_tokens = streams * args.tokens
+        row["cpu_s_per_1000_tokens"] = {
+            name: (cpu_seconds(proc.pid) - cpu[name]) / served_tokens * 1000
+            for name, proc in (("api", api.proc), ("worker", worker.proc))
+        }
+        row["tokens_per_s_end_to_end"] = tokens / elapsed
+        rows.append(row)
+    return rows
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="copilot-bench-"))
     ports = Ports(
@@ -345,22 +372,29 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             }
             key = provider.scenario([turn])
             await server_stream(http, key)  # warm up
-            results["latency"] = []
-            for c in args.concurrency:
-                print(f"concurrency {c}...", flush=True)
-                cpu = {"api": cpu_seconds(api.proc.pid), "worker": cpu_seconds(worker.proc.pid)}
-                started = time.perf_counter()
-                row = await measure_concurrency(provider, http, key, c, args.runs)
-                elapsed = time.perf_counter() - started
-                streams = max(1, args.runs // c) * c
-                tokens = streams * args.tokens * 2  # the direct and the served half
-                served_tokens = streams * args.tokens
-                row["cpu_s_per_1000_tokens"] = {
-                    name: (cpu_seconds(proc.pid) - cpu[name]) / served_tokens * 1000
-                    for name, proc in (("api", api.proc), ("worker", worker.proc))
-                }
-                row["tokens_per_s_end_to_end"] = tokens / elapsed
-                results["latency"].append(row)
+            results["latency"] = await latency_rows(provider, http, key, args, api, worker)
+            if args.api_worker:
+                # The same load against an API that runs a worker and starts runs eagerly.
+                eager_port = free_port()
+                eager = spawn(
+                    "api-worker",
+                    [sys.executable, "-m", "copilot.cli", "api", "--port", str(eager_port)],
+                    log_path=logs / "api-worker.log",
+                    env={**env, "API_WORKER": "true"},
+                )
+                eager_url = f"http://127.0.0.1:{eager_port}"
+                try:
+                    await asyncio.to_thread(wait_healthy, eager_url, eager)
+                    async with httpx.AsyncClient(
+                        base_url=eager_url, timeout=300, limits=limits
+                    ) as eager_http:
+                        await server_stream(eager_http, key)  # warm up
+                        print("the same with API_WORKER=true:", flush=True)
+                        results["latency_api_worker"] = await latency_rows(
+                            provider, eager_http, key, args, eager, worker
+                        )
+                finally:
+                    eager.stop()
             if args.open:
                 print(f"{args.open} open SSE sessions...", flush=True)
                 results["open"] = await open_sessions(
@@ -382,31 +416,38 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def print_latency(rows: list[dict[str, Any]]) -> None:
+    print("conc  added TTFT p50/p90/p99 ms   added inter-token p50/p99 ms   total/direct")
+    for row in rows:
+        a, g = row["added_ttft_ms"], row["added_intertoken_ms"]
+        print(
+            f"{row['concurrency']:>4}  {a['p50']:7.1f} {a['p90']:7.1f} {a['p99']:7.1f}"
+            f"          {g['p50']:6.2f} {g['p99']:6.2f}              {row['total_ratio']:.3f}"
+        )
+    for row in rows:
+        h, s = row["post_to_headers_ms"], row["post_to_start_frame_ms"]
+        print(
+            f"c={row['concurrency']}: POST→response headers p50 {h['p50']:.1f} ms, "
+            f"POST→start frame p50 {s['p50']:.1f} ms"
+        )
+    for row in rows:
+        cpu = row["cpu_s_per_1000_tokens"]
+        print(
+            f"c={row['concurrency']}: CPU s per 1,000 served tokens: API {cpu['api']:.3f}, "
+            f"worker {cpu['worker']:.3f}; {row['tokens_per_s_end_to_end']:.0f} tokens/s"
+        )
+
+
 def print_table(results: dict[str, Any]) -> None:
     print(f"\n{results['machine']}  {results['date']}")
     print(
         f"fake provider: first token {results['fake']['first_token_ms']} ms, "
         f"{results['fake']['intertoken_ms']} ms between {results['fake']['tokens']} tokens\n"
     )
-    print("conc  added TTFT p50/p90/p99 ms   added inter-token p50/p99 ms   total/direct")
-    for row in results["latency"]:
-        a, g = row["added_ttft_ms"], row["added_intertoken_ms"]
-        print(
-            f"{row['concurrency']:>4}  {a['p50']:7.1f} {a['p90']:7.1f} {a['p99']:7.1f}"
-            f"          {g['p50']:6.2f} {g['p99']:6.2f}              {row['total_ratio']:.3f}"
-        )
-    for row in results["latency"]:
-        h, s = row["post_to_headers_ms"], row["post_to_start_frame_ms"]
-        print(
-            f"c={row['concurrency']}: POST→response headers p50 {h['p50']:.1f} ms, "
-            f"POST→start frame p50 {s['p50']:.1f} ms"
-        )
-    for row in results["latency"]:
-        cpu = row["cpu_s_per_1000_tokens"]
-        print(
-            f"c={row['concurrency']}: CPU s per 1,000 served tokens: API {cpu['api']:.3f}, "
-            f"worker {cpu['worker']:.3f}; {row['tokens_per_s_end_to_end']:.0f} tokens/s"
-        )
+    print_latency(results["latency"])
+    if "latency_api_worker" in results:
+        print("\nthe same with API_WORKER=true (a worker in the API, runs started eagerly):")
+        print_latency(results["latency_api_worker"])
     if "open" in results:
         o = results["open"]
         a = o["added_ttft_ms_while_open"]
@@ -446,6 +487,12 @@ def main() -> None:
     parser.add_argument("--gap-ms", type=int, default=10)
     parser.add_argument("--headless", type=int, default=20, help="concurrent headless runs")
     parser.add_argument("--open", type=int, default=200, help="open SSE sessions (0: skip)")
+    parser.add_argument(
+        "--api-worker",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure latency against an API with API_WORKER=true (default: yes)",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
