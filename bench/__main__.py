@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -225,6 +226,8 @@ async def open_sessions(
     redis_port: int,
     n: int,
     concurrency: int,
+    capacity: list[int],
+    first_ms: int,
 ) -> dict[str, Any]:
     """``n`` open SSE sessions on runs that wait (for a decision): memory and Redis connections
     of the API process per session, and added TTFT of new streams while they are open."""
@@ -263,6 +266,11 @@ async def open_sessions(
         rss_after = rss_bytes(api_pid)
         redis_after = redis_connections_of(api_pid, redis_port)
         loaded = await measure_concurrency(provider, http, key, concurrency, concurrency * 2)
+        searched = None
+        if capacity:
+            searched = await capacity_search(
+                provider, http, capacity, spread_s=10, first_ms=first_ms
+            )
     finally:
         for task in tasks:
             task.cancel()
@@ -276,6 +284,62 @@ async def open_sessions(
         "api_redis_connections_open": redis_after,
         "streaming_concurrency": concurrency,
         "added_ttft_ms_while_open": loaded["added_ttft_ms"],
+        "capacity_while_open": searched,
+    }
+
+
+async def capacity_search(
+    provider: FakeProvider,
+    http: httpx.AsyncClient,
+    levels: list[int],
+    *,
+    spread_s: float,
+    first_ms: int,
+    tokens_per_s: int = 20,
+    budget_ms: float = 250,
+) -> dict[str, Any]:
+    """Streaming sessions the server sustains before added TTFT p99 passes ``budget_ms``.
+
+    At each level, N streams arrive at random over ``spread_s`` seconds; each answer streams
+    at ``tokens_per_s`` for longer than the spread, so at its end all N stream together.
+    Added TTFT is each stream's minus the direct SDK call's median in the same run. Stops at
+    the first level past the budget.
+    """
+    direct_key = provider.scenario([{"chunks": ["tok "], "first_delay_ms": first_ms}])
+    direct = [(await direct_stream(provider, direct_key))["ttft"] for _ in range(10)]
+    floor = statistics.median(direct)
+    tokens = int(tokens_per_s * (spread_s + 2))
+    key = provider.scenario(
+        [{"chunks": ["tok "] * tokens, "first_delay_ms": first_ms,
+          "delay_ms": 1000 // tokens_per_s}]
+    )  # fmt: skip
+    rows = []
+    for n in levels:
+        print(f"capacity: {n} streams arriving over {spread_s:.0f} s...", flush=True)
+        rng = random.Random(n)
+
+        async def arrive(offset: float) -> dict[str, Any]:
+            await asyncio.sleep(offset)  # the arrival schedule (a load generator, not a test)
+            return await server_stream(http, key)
+
+        started = time.perf_counter()
+        results = await asyncio.gather(*(arrive(rng.uniform(0, spread_s)) for _ in range(n)))
+        added = summary([(r["ttft"] - floor) * 1000 for r in results])
+        rows.append({
+            "streams": n,
+            "added_ttft_ms": added,
+            "tokens_per_s": n * tokens / (time.perf_counter() - started),
+        })  # fmt: skip
+        if added["p99"] > budget_ms:
+            break
+    passing = [r["streams"] for r in rows if r["added_ttft_ms"]["p99"] <= budget_ms]
+    return {
+        "spread_s": spread_s,
+        "tokens_per_stream": tokens,
+        "tokens_per_s_each": tokens_per_s,
+        "budget_ms": budget_ms,
+        "levels": rows,
+        "max_streams_within_budget": max(passing, default=0),
     }
 
 
@@ -398,8 +462,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             if args.open:
                 print(f"{args.open} open SSE sessions...", flush=True)
                 results["open"] = await open_sessions(
-                    provider, http, key, api.proc.pid, ports.redis, args.open, 10
-                )
+                    provider, http, key, api.proc.pid, ports.redis, args.open, 10,
+                    args.capacity, args.first_ms,
+                )  # fmt: skip
             run_id = results["latency"][0]["run_ids"][0]
             results["resume_ms"] = await measure_resume(http, run_id)
             temporal = await Client.connect(emb.temporal_address)
@@ -457,6 +522,22 @@ def print_table(results: dict[str, Any]) -> None:
             f"{o['api_redis_connections_open']}; meanwhile {o['streaming_concurrency']} "
             f"streaming: added TTFT p50 {a['p50']:.0f} / p99 {a['p99']:.0f} ms"
         )
+        cap = o.get("capacity_while_open")
+        if cap:
+            print(
+                f"capacity with {o['open_sessions']} open: streams arriving over "
+                f"{cap['spread_s']:.0f} s at {cap['tokens_per_s_each']} tokens/s each"
+            )
+            for row in cap["levels"]:
+                a = row["added_ttft_ms"]
+                print(
+                    f"  {row['streams']:>4} streams: added TTFT p50 {a['p50']:.0f} / p99 "
+                    f"{a['p99']:.0f} ms, {row['tokens_per_s']:.0f} tokens/s"
+                )
+            print(
+                f"  most streams with added TTFT p99 ≤ {cap['budget_ms']:.0f} ms: "
+                f"{cap['max_streams_within_budget']}"
+            )
     r = results["resume_ms"]
     print(
         f"\nresume (Last-Event-ID → first replayed event): p50 {r['p50']:.1f} ms, "
@@ -487,6 +568,15 @@ def main() -> None:
     parser.add_argument("--gap-ms", type=int, default=10)
     parser.add_argument("--headless", type=int, default=20, help="concurrent headless runs")
     parser.add_argument("--open", type=int, default=200, help="open SSE sessions (0: skip)")
+    parser.add_argument(
+        "--capacity",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="N",
+        help="while the --open sessions are held, N streams (20 tokens/s each) arriving over "
+        "10 s, for each N until added TTFT p99 passes 250 ms (e.g. --capacity 25 50 100 200)",
+    )
     parser.add_argument(
         "--api-worker",
         action=argparse.BooleanOptionalAction,
