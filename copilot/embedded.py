@@ -363,8 +363,8 @@ def start_temporal(
     # Dev server features the workflows rely on: eager start, static summaries.
     argv += ["--dynamic-config-value", "system.enableEagerWorkflowStart=true"]
     # SQLite in WAL mode, still synced at every commit: writers stop serialising on the
-    # rollback journal, which at 10 concurrent runs halved workflow start -> first activity
-    # (p50 141 -> 96 ms on the 2-core bench machine). Durability is unchanged.
+    # rollback journal, which at 10 concurrent runs cut workflow start -> first activity by a
+    # third (p50 141 -> 96 ms on the 2-core bench machine). Durability is unchanged.
     argv += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=full"]
     child = spawn("temporal", argv, log_path=data_dir / "logs" / "temporal.log")
     address = f"127.0.0.1:{port}"
