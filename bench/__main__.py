@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,50 @@ async def history_events(
             history = await temporal.get_workflow_handle(result["run_id"]).fetch_history()
             out[f"{tools} tools, {tokens} tokens"] = len(history.events)
     return out
+
+
+async def run_timeline(
+    provider: FakeProvider, http: httpx.AsyncClient, temporal: Client, n: int = 24
+) -> dict[str, float]:
+    """Where a run's time goes, one run at a time: p50 offset (ms) from the POST of the client's
+    frames and of the Temporal history's events (server clock, same machine). The run calls one
+    server tool, so the timeline shows the hops between steps too."""
+    marks: dict[str, list[float]] = {}
+    turns = [{"tool_calls": [{"name": "echo", "arguments": {"text": "x"}}]}, {"chunks": ["t "] * 5}]
+    for i in range(n):
+        key = provider.scenario(turns)  # a scenario is played once through: one per run
+        started = time.time()
+        seen: dict[str, float] = {}
+        async with http.stream("POST", "/api/copilot/chat", json={"message": key}) as resp:
+            seen["response headers"] = time.time() - started
+            run_id = resp.headers["x-run-id"]
+            async for frame in iter_frames(resp):
+                kind = frame.data["type"]
+                seen.setdefault(f"frame {kind}", time.time() - started)
+                if kind == "done":
+                    break
+        history = await temporal.get_workflow_handle(run_id).fetch_history()
+        for event in history.events:
+            attributes = event.WhichOneof("attributes") or "?"
+            name = attributes.removesuffix("_event_attributes")
+            if name.startswith("activity_task_scheduled"):
+                activity_type = event.activity_task_scheduled_event_attributes.activity_type
+                name = f"scheduled {activity_type.name}"
+            elif name not in (
+                "workflow_execution_started",
+                "workflow_task_started",
+                "workflow_task_completed",
+            ):
+                continue
+            label = f"history {name}"
+            count = sum(1 for seen_name in seen if seen_name.startswith(label))
+            label += f" #{count + 1}" if count else ""
+            seen[label] = event.event_time.ToDatetime(UTC).timestamp() - started
+        if i >= 2:  # the first runs warm caches up
+            for name, offset in seen.items():
+                marks.setdefault(name, []).append(offset * 1000)
+    timeline = {name: statistics.median(values) for name, values in marks.items()}
+    return dict(sorted(timeline.items(), key=lambda item: item[1]))
 
 
 async def headless_throughput(provider: FakeProvider, http: httpx.AsyncClient, n: int) -> float:
@@ -469,6 +514,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             results["resume_ms"] = await measure_resume(http, run_id)
             temporal = await Client.connect(emb.temporal_address)
             results["history_events"] = await history_events(provider, http, temporal)
+            results["run_timeline_ms"] = await run_timeline(provider, http, temporal)
             results["headless_runs_per_s"] = await headless_throughput(
                 provider, http, args.headless
             )
@@ -546,6 +592,9 @@ def print_table(results: dict[str, Any]) -> None:
     print("Temporal history events per run:")
     for name, count in results["history_events"].items():
         print(f"  {name:<22} {count}")
+    print("one run, one server tool, one at a time: p50 ms after the POST")
+    for name, offset in results["run_timeline_ms"].items():
+        print(f"  {offset:7.1f}  {name}")
     print(f"headless throughput: {results['headless_runs_per_s']:.1f} runs/s (50-token answers)")
     print(f"Redis connections (all processes) at the end: {results['redis_connections_total']}")
 
