@@ -39,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
         DecisionResult,
         MarkCompleteInput,
         PublishEventsInput,
-        PublishEventsResult,
         RunState,
         SaveAssistantMessageInput,
         SaveAssistantMessageResult,
@@ -195,18 +194,14 @@ class ChatWorkflow(BackendSteps):
             }
         )
         async with self._emit_lock:
-            published = await workflow.execute_activity(
-                "publish_events",
+            published = await self._publish(
                 PublishEventsInput(
                     run_id=input.run_id,
                     seq_start=self._seq + 1,
                     events=events,
                     final=True,
                     writer_gen=self._next_gen(),
-                ),
-                start_to_close_timeout=timedelta(seconds=30),
-                result_type=PublishEventsResult,
-                retry_policy=IO_RETRY,
+                )
             )
             self._seq = published.last_seq
         return ChatRunResult(
