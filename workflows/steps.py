@@ -179,7 +179,7 @@ class RunSteps:
 
     async def _run_tools(self, input: ChatRunInput, record: TurnRecord) -> None:
         tools = [self._new_tool(input, call) for call in record.tool_calls]
-        await workflow.execute_activity(
+        await self._short_io(
             "record_tool_calls",
             RecordToolCallsInput(
                 run_id=input.run_id,
@@ -190,8 +190,7 @@ class RunSteps:
                 executors=[t.executor for t in tools],
                 host_executed=[t.host_executed for t in tools],
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=IO_RETRY,
+            patch="copilot-record-tools-local",
         )
         await self._emit([self._call_event(t) for t in tools])
         await asyncio.gather(*(self._run_tool(input, t) for t in tools))
@@ -423,32 +422,37 @@ class RunSteps:
             self._seq = published.last_seq
 
     async def _publish(self, input: PublishEventsInput) -> PublishEventsResult:
-        """Write the workflow's own events (tool statuses, results, ``done``).
-
-        A local activity: one Redis append needs no trip through the task queue and no
-        workflow task of its own (each cost ~15 ms; a tool step made four of them). Re-run
-        after a worker crash before its workflow task completed, it appends the same seqs
-        under the same fence, which the log skips. Runs started before this change replay
-        with the activity they recorded.
-        """
-        result: PublishEventsResult
-        if workflow.patched("copilot-publish-local"):
-            result = await workflow.execute_local_activity(
-                "publish_events",
-                input,
-                result_type=PublishEventsResult,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=IO_RETRY,
-            )
-        else:
-            result = await workflow.execute_activity(
-                "publish_events",
-                input,
-                result_type=PublishEventsResult,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=IO_RETRY,
-            )
+        """Write the workflow's own events (tool statuses, results, ``done``)."""
+        result: PublishEventsResult = await self._short_io(
+            "publish_events", input, patch="copilot-publish-local", result_type=PublishEventsResult
+        )
         return result
+
+    async def _short_io(
+        self, activity: str, arg: Any, *, patch: str, result_type: type | None = None
+    ) -> Any:
+        """One short idempotent write (Redis append, PostgreSQL upsert) as a local activity.
+
+        It needs no trip through the task queue and no workflow task of its own (each cost
+        ~15 ms; a tool step made five such hops). Re-run after a worker crash before its
+        workflow task completed, it writes the same thing again, which both writes skip. Runs
+        started before the change (``patch``) replay with the activity they recorded.
+        """
+        if workflow.patched(patch):
+            return await workflow.execute_local_activity(
+                activity,
+                arg,
+                result_type=result_type,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=IO_RETRY,
+            )
+        return await workflow.execute_activity(
+            activity,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=IO_RETRY,
+        )
 
     def _next_gen(self) -> int:
         self._gen += 1
