@@ -15,7 +15,6 @@ caller synchronously (404 / 409) and a waiting run costs no worker slot.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -47,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.backend import BackendSteps
-from workflows.steps import IO_RETRY
 
 BACKEND_PROVIDER = "copilot-backend"
 
@@ -152,7 +150,7 @@ class ChatWorkflow(BackendSteps):
             title = _short(" ".join(input.title_hint.split()), 60) if input.title_hint else None
         # title_updated?, error?, done: the seq ``done`` will get, known before persisting.
         final_seq = self._seq + 1 + int(title is not None) + int(self._error is not None)
-        saved = await workflow.execute_activity(
+        saved = await self._short_io(
             "save_assistant_message",
             SaveAssistantMessageInput(
                 run_id=input.run_id,
@@ -168,9 +166,8 @@ class ChatWorkflow(BackendSteps):
                 tool_calls=self._tool_calls_summary(),
                 last_seq=final_seq,
             ),
+            patch="copilot-save-local",
             result_type=SaveAssistantMessageResult,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=IO_RETRY,
         )
         del saved
         events: list[dict[str, Any]] = []

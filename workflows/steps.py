@@ -434,9 +434,10 @@ class RunSteps:
         """One short idempotent write (Redis append, PostgreSQL upsert) as a local activity.
 
         It needs no trip through the task queue and no workflow task of its own (each cost
-        ~15 ms; a tool step made five such hops). Re-run after a worker crash before its
-        workflow task completed, it writes the same thing again, which both writes skip. Runs
-        started before the change (``patch``) replay with the activity they recorded.
+        ~15 ms; a tool step made five such hops, the end of a run two). Re-run after a worker
+        crash before its workflow task completed, it writes the same thing again, which these
+        writes skip (the log skips seqs it holds; the rows are upserts). Runs started before
+        the change (``patch``) replay with the activity they recorded.
         """
         if workflow.patched(patch):
             return await workflow.execute_local_activity(
