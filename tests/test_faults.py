@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from temporalio.client import Client as TemporalClient
 
 from copilot.embedded import (
     Child,
@@ -302,8 +303,6 @@ async def test_7_temporal_restarted_mid_run(own: Own) -> None:
 async def _activity_identities(own: Own, run_id: str) -> list[tuple[int, str]]:
     """(attempt, worker identity) of each finished LLM turn in the run's history (a started
     event is written when its attempt ends, so only the last attempt's is there)."""
-    from temporalio.client import Client as TemporalClient
-
     temporal = await TemporalClient.connect(own.services.temporal_address)
     history = await temporal.get_workflow_handle(run_id).fetch_history()
     scheduled = {
@@ -323,8 +322,6 @@ async def _activity_identities(own: Own, run_id: str) -> list[tuple[int, str]]:
 
 async def _streaming_turn(own: Own, run_id: str) -> tuple[int, str]:
     """(attempt, worker identity) of the LLM turn the run is streaming now."""
-    from temporalio.client import Client as TemporalClient
-
     temporal = await TemporalClient.connect(own.services.temporal_address)
     described = await temporal.get_workflow_handle(run_id).describe()
     pending = [p for p in described.raw_description.pending_activities

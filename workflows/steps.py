@@ -439,15 +439,12 @@ class RunSteps:
         writes skip (the log skips seqs it holds; the rows are upserts). Runs started before
         the change (``patch``) replay with the activity they recorded.
         """
-        if workflow.patched(patch):
-            return await workflow.execute_local_activity(
-                activity,
-                arg,
-                result_type=result_type,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=IO_RETRY,
-            )
-        return await workflow.execute_activity(
+        run = (
+            workflow.execute_local_activity
+            if workflow.patched(patch)
+            else workflow.execute_activity
+        )
+        return await run(
             activity,
             arg,
             result_type=result_type,
