@@ -41,6 +41,7 @@ from copilot.providers.backend import (
 )
 from copilot.providers.base import ProviderError, parse_retry_after, status_error
 from copilot.providers.sse import SseDecoder
+from copilot.store import repo
 from copilot.store.models import Chat, Message
 from copilot.tools.registry import ToolRegistry
 from copilot.types import (
@@ -120,7 +121,7 @@ class BackendActivities:
             log.warning("run %s: %d upstream events after done were ignored", input.run_id,
                         translator.ignored_after_done)  # fmt: skip
         if finished.response_id:
-            await self._remember_conversation(input.chat_id, finished.response_id)
+            await self._remember_conversation(input, finished.response_id)
         writer.beat(force=True)
         return StreamTurnResult(
             content=translator.content,
@@ -203,7 +204,9 @@ class BackendActivities:
             message = await session.scalar(
                 select(Message).where(Message.run_id == input.run_id, Message.role == "user")
             )
-            chat = await session.get(Chat, input.chat_id)
+            chat = await repo.get_chat(
+                session, tenant_id=input.tenant_id, user_id=input.user_id, chat_id=input.chat_id
+            )
         tools = [
             {"name": t.name, "description": t.description, "input_schema": t.input_schema}
             for t in self._tools.specs()
@@ -220,7 +223,9 @@ class BackendActivities:
         payload: dict[str, Any] = {
             "message": message.content if message is not None else "",
             "userId": user,
-            "chatId": upstream_chat_id(input.chat_id),
+            # This incarnation of the chat: one deleted and made again under the same id, or
+            # another owner's chat with the same id, is a different conversation upstream.
+            "chatId": upstream_chat_id(chat.uid if chat is not None else input.run_id),
             "messageId": input.user_message_id or input.run_id,
             "model": input.model,
             "mode": input.mode,
@@ -247,10 +252,16 @@ class BackendActivities:
             after = batch[-1].seq
         return sorted(turns) or [input.turn]
 
-    async def _remember_conversation(self, chat_id: str, response_id: str) -> None:
+    async def _remember_conversation(self, input: StreamTurnInput, response_id: str) -> None:
         async with self._sessions.begin() as session:
             await session.execute(
-                update(Chat).where(Chat.id == chat_id).values(conversation_id=response_id)
+                update(Chat)
+                .where(
+                    Chat.tenant_id == input.tenant_id,
+                    Chat.user_id == input.user_id,
+                    Chat.id == input.chat_id,
+                )
+                .values(conversation_id=response_id)
             )
 
     # --- the workflow's side ------------------------------------------------------------------

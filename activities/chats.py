@@ -37,7 +37,6 @@ class ChatActivities:
             message_id = await repo.save_assistant_message(
                 session,
                 run_id=input.run_id,
-                chat_id=input.chat_id,
                 content=content,
                 status=input.status,
                 blocks=blocks,
@@ -49,4 +48,4 @@ class ChatActivities:
                 title=input.title,
                 last_seq=input.last_seq,
             )
-        return SaveAssistantMessageResult(message_id=message_id, content=content)
+        return SaveAssistantMessageResult(message_id=message_id or "", content=content)

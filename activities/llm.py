@@ -111,7 +111,13 @@ class LlmActivities:
     async def _conversation(self, input: StreamTurnInput) -> list[ConvMessage]:
         """Earlier messages of the chat from PostgreSQL, then this run's finished turns."""
         async with self._sessions() as session:
-            rows = await repo.conversation_rows(session, chat_id=input.chat_id, run_id=input.run_id)
+            rows = await repo.conversation_rows(
+                session,
+                tenant_id=input.tenant_id,
+                user_id=input.user_id,
+                chat_id=input.chat_id,
+                run_id=input.run_id,
+            )
         messages: list[ConvMessage] = []
         for row in rows:
             messages.extend(blocks_to_conversation(row.role, row.blocks, row.content))

@@ -9,7 +9,13 @@ from fastapi import Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.state import AppState
-from copilot.auth import DEFAULT_TENANT, Principal, is_admin_key
+from copilot.auth import (
+    DEFAULT_TENANT,
+    REVOKED_TOKEN,
+    Principal,
+    is_admin_key,
+    stream_key_valid,
+)
 from copilot.errors import RateLimited, Unauthorized
 from copilot.ratelimit import client_ip
 from copilot.store import apikeys
@@ -61,6 +67,16 @@ async def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def check_stream_key(state: AppState, principal: Principal, session: AsyncSession) -> None:
+    """A stream token lives only as long as the key it was issued to (revoked: 401 at once)."""
+    ref = principal.key_id
+    live = False
+    if ref is not None and not ref.startswith("admin:") and ref != "dev":
+        live = await apikeys.key_is_live(session, key_id=ref, tenant_id=principal.tenant_id)
+    if not stream_key_valid(state.settings, ref, issued_key_live=live):
+        raise Unauthorized(REVOKED_TOKEN)
 
 
 def request_ip(request: Request, state: StateDep) -> str:

@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 from api.schemas import ChatRequest
 from api.state import AppState
 from copilot import search
-from copilot.auth import Principal, issue_stream_token
+from copilot.auth import Principal, issue_stream_token, key_ref
 from copilot.errors import Conflict, RateLimited, Unavailable
 from copilot.providers.registry import route_model
 from copilot.store import repo
@@ -37,7 +37,7 @@ class StartedRun:
     chat_id: str
     user_id: str
     created: bool
-    tenant_id: str = "default"
+    tenant_id: str
 
 
 async def abort_run(state: AppState, run_id: str) -> None:
@@ -176,8 +176,10 @@ async def _start(
                 # With a worker in this process the first workflow task comes back in the
                 # start response and the first activity is dispatched to it eagerly.
                 request_eager_start=settings.api_worker,
+                # Run ids are fresh uuids: an id already known to Temporal is never ours to
+                # attach to (that once served a deleted chat's run to a new caller).
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 search_attributes=attributes,
                 static_summary=f"chat · {route.provider}/{route.model} · {body.mode}",
                 static_details=(
@@ -185,10 +187,11 @@ async def _start(
                     + (f" · host workflow {body.workflow_id}" if body.workflow_id else "")
                 ),
             )
-        except WorkflowAlreadyStartedError:
-            pass
         except Exception as exc:
-            log.exception("could not start workflow for run %s", run.id)
+            if isinstance(exc, WorkflowAlreadyStartedError):
+                log.error("run %s: its workflow id is already taken in Temporal", run.id)
+            else:
+                log.exception("could not start workflow for run %s", run.id)
             async with state.sessions.begin() as session:
                 await repo.fail_run(
                     session, run_id=run.id, error="could not start the run", code="unavailable"
@@ -210,4 +213,5 @@ def stream_token_for(state: AppState, principal: Principal, run: StartedRun) -> 
         user_id=run.user_id,
         run_id=run.run_id,
         ttl_s=state.settings.stream_token_ttl_s,
+        key_ref=key_ref(state.settings, principal),
     )

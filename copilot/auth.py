@@ -5,8 +5,10 @@
 - Issued ``service`` keys act for any user they name, inside their tenant; issued ``user`` keys
   act as their owner only (naming another user: 403 ``user_mismatch``).
 - With no admin key set the server is in development mode: no auth, loopback only.
-- Stream tokens are an HMAC over (tenantId, userId, runId, expiry): never stored, they
-  authorise only one run's events route, for at most 15 minutes.
+- Stream tokens are an HMAC over (tenantId, userId, runId, expiry, key): never stored, they
+  authorise only one run's events route, for at most 15 minutes, and only while the key they
+  were issued to is valid (``key_ref``: the issued key's id, or a fingerprint of the admin key,
+  so revoking or rotating the key ends its tokens at once).
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ class Principal:
         )
 
 
+def key_ref(settings: Settings, principal: Principal) -> str:
+    """What a stream token is bound to: the key that asked for it."""
+    if principal.key_id is not None:
+        return principal.key_id
+    if principal.kind == "admin" and settings.copilot_api_key is not None:
+        secret = settings.copilot_api_key.get_secret_value().encode()
+        return "admin:" + hashlib.sha256(b"stream-token\x00" + secret).hexdigest()[:16]
+    return principal.kind  # "dev": valid while the server stays in development mode
+
+
 def is_admin_key(settings: Settings, api_key: str) -> bool:
     if settings.copilot_api_key is None:
         return False
@@ -76,10 +88,17 @@ def _unb64(text: str) -> bytes:
 
 
 def issue_stream_token(
-    key: bytes, *, tenant_id: str, user_id: str, run_id: str, ttl_s: int, now: float | None = None
+    key: bytes,
+    *,
+    tenant_id: str,
+    user_id: str,
+    run_id: str,
+    ttl_s: int,
+    key_ref: str,
+    now: float | None = None,
 ) -> str:
     expiry = int((now if now is not None else time.time()) + ttl_s)
-    body = "\x1f".join([tenant_id, user_id, run_id, str(expiry)]).encode()
+    body = "\x1f".join([tenant_id, user_id, run_id, str(expiry), key_ref]).encode()
     sig = hmac.new(key, body, hashlib.sha256).digest()
     return f"{_b64(body)}.{_b64(sig)}"
 
@@ -93,15 +112,32 @@ def verify_stream_token(key: bytes, token: str, *, run_id: str, max_ttl_s: int) 
     if not hmac.compare_digest(hmac.new(key, body, hashlib.sha256).digest(), sig):
         raise Unauthorized("invalid stream token")
     try:
-        tenant_id, user_id, token_run, expiry_s = body.decode().split("\x1f")
+        tenant_id, user_id, token_run, expiry_s, ref = body.decode().split("\x1f")
         expiry = int(expiry_s)
     except ValueError:
-        raise Unauthorized("malformed stream token") from None
+        # Also a token of the earlier four-field format: signed, but bound to no key.
+        raise Unauthorized(STALE_TOKEN) from None
     now = time.time()
     if expiry < now or expiry > now + max_ttl_s + 5:
-        raise Unauthorized(
-            "stream token expired: fetch a fresh one from GET /api/copilot/runs/{runId}"
-        )
+        raise Unauthorized(STALE_TOKEN)
     if token_run != run_id:
         raise NotFound("run not found", code="run_not_found")  # never reveal another run
-    return Principal(kind="stream", tenant_id=tenant_id, user_id=user_id, run_id=run_id)
+    return Principal(kind="stream", tenant_id=tenant_id, user_id=user_id, run_id=run_id,
+                     key_id=ref)  # fmt: skip
+
+
+STALE_TOKEN = "stream token expired: fetch a fresh one from GET /api/copilot/runs/{runId}"
+REVOKED_TOKEN = "the key this stream token was issued to is no longer valid"
+
+
+def stream_key_valid(settings: Settings, ref: str | None, *, issued_key_live: bool) -> bool:
+    """Is the key a stream token was issued to still valid? ``issued_key_live``: whether an
+    issued key with id ``ref`` exists unrevoked (the caller looks it up)."""
+    if ref is None:
+        return False
+    if ref == "dev":
+        return settings.dev_mode
+    if ref.startswith("admin:"):
+        current = key_ref(settings, Principal(kind="admin", tenant_id="", user_id=None))
+        return hmac.compare_digest(ref, current)
+    return issued_key_live

@@ -44,7 +44,8 @@ async def test_chat_streams_exact_text_with_gapless_seq_and_persists(
     assert done["usage"]["outputTokens"] == len(chunks)
     chat_id = frames[1].data["chatId"]
     assert frames[0].data["data"]["chatId"] == chat_id
-    assert run_id == f"chat-{chat_id}-1"
+    assert run_id.startswith("run_")
+    assert chat_id not in run_id  # run ids are the server's own, never derived from caller ids
 
     conn = await asyncpg.connect(stack.services.database_url)
     try:
@@ -74,7 +75,8 @@ async def test_second_message_sees_history_and_gets_next_run_id(
     _, frames = await _chat(client, {"message": f"one {key}"})
     chat_id = frames[0].data["data"]["chatId"]
     resp, frames2 = await _chat(client, {"message": "two", "chatId": chat_id})
-    assert resp.headers["x-run-id"] == f"chat-{chat_id}-2"
+    assert resp.headers["x-run-id"].startswith("run_")
+    assert resp.headers["x-run-id"] != frames[0].data["runId"]
     assert "chat_id" not in [f.data["type"] for f in frames2]  # not a new chat
     assert "".join(f.data["data"] for f in frames2 if f.data["type"] == "content") == (
         "second answer"

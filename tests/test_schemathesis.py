@@ -393,7 +393,7 @@ def _is_headless_timeout(case: schemathesis.Case, resp: schemathesis.Response) -
         body = resp.json()
     except ValueError:
         return False
-    return bool(body.get("code") == "timeout" and str(body.get("runId")).startswith("chat-"))
+    return bool(body.get("code") == "timeout" and str(body.get("runId")).startswith("run_"))
 
 
 def _summary(report: Report) -> str:

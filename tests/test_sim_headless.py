@@ -135,7 +135,8 @@ async def test_headless_success_with_server_tool(client: httpx.AsyncClient, stac
     assert body["toolCalls"][0]["params"] == {"text": "hi"}
     assert body["toolCalls"][0]["result"] == {"echo": "hi"}
     assert body["toolCalls"][0]["status"] == "success"
-    assert body["runId"].startswith(f"chat-{body['chatId']}-")
+    assert body["runId"].startswith("run_")
+    assert body["chatId"] not in body["runId"]  # never derived from the caller's ids
     polled = await client.get(f"/api/v1/copilot/runs/{body['runId']}", params={"userId": "h1"})
     assert polled.json()["content"] == "echoed"
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import httpx
@@ -12,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from copilot.embedded import free_port
+from copilot.events.fold import fold_events
 from copilot.ratelimit import RateLimiter, client_ip, parse_proxies
 from tests.conftest import Services, Stack, running_stack, scenario
 from tests.fakes.provider import FakeProviderServer
@@ -290,3 +294,136 @@ async def test_a_write_is_committed_before_its_answer_is_sent(world: World, secu
             await watch.close()
         after = await c.get("/api/copilot/chats", headers=_h(issued["apiKey"]))
         assert after.status_code == 401
+
+
+# --- issue 13: a chat id reused after a delete, stream tokens outside the default tenant -------
+
+
+def _fresh_tenant(api: str) -> str:
+    """A service key of a tenant of its own (the module's world keys get rotated above)."""
+    with httpx.Client(base_url=api, timeout=30) as c:
+        resp = c.post("/api/validate-key/generate", headers=_h(ADMIN),
+                      json={"tenantName": f"t-{uuid.uuid4().hex[:10]}"})  # fmt: skip
+        assert resp.status_code == 200, resp.text
+        key: str = resp.json()["apiKey"]
+        return key
+
+
+async def _chat_to_done(c: httpx.AsyncClient, key: str, body: dict[str, Any]) -> LiveRun:
+    live = await LiveRun.start(c, body, headers=_h(key))
+    assert live.status_code == 200, live.body
+    done = (await live.finished())[-1]
+    assert done.data["data"]["status"] == "completed", live.types()
+    return live
+
+
+async def test_a_deleted_chat_id_reused_is_a_fresh_chat_for_its_owner_and_other_tenants(
+    secure: Stack,
+) -> None:
+    """Alice's chat X, with a tool call, deleted; then Bob (another tenant) and Alice herself
+    use X again: each gets a fresh chat that streams to done, and nothing of Alice's."""
+    api = secure.api_url
+    tenant_a, tenant_b = _fresh_tenant(api), _fresh_tenant(api)
+    chat_x, chat_y = f"X-{uuid.uuid4().hex[:8]}", f"Y-{uuid.uuid4().hex[:8]}"
+    secret = f"alice-secret-{uuid.uuid4().hex[:8]}"
+    key = scenario(secure.provider, [
+        {"tool_calls": [{"name": "echo", "arguments": {"text": secret}}]},
+        {"text": f"the plan is {secret}"},
+    ])  # fmt: skip
+    redis = Redis.from_url(secure.services.redis_url)
+    async with httpx.AsyncClient(base_url=api, timeout=30) as c:
+        alice = await _chat_to_done(
+            c, tenant_a, {"message": f"{secret} {key}", "userId": "alice", "chatId": chat_x}
+        )
+        assert secret in alice.content()
+        assert await redis.exists(f"copilot:run:{alice.run_id}:events") == 1
+
+        deleted = await c.delete(f"/api/copilot/chats/{chat_x}", headers=_h(tenant_a),
+                                 params={"userId": "alice"})  # fmt: skip
+        assert deleted.status_code == 200, deleted.text
+        # Deleting a chat removes its runs' event logs with it.
+        assert await redis.exists(f"copilot:run:{alice.run_id}:events") == 0
+        gone = await c.get(f"/api/copilot/runs/{alice.run_id}", headers=_h(tenant_a),
+                           params={"userId": "alice"})  # fmt: skip
+        assert gone.status_code == 404
+
+        for tenant, user in ((tenant_b, "bob"), (tenant_a, "alice")):
+            reply = scenario(secure.provider, [{"text": f"hello {user}"}])
+            fresh = await _chat_to_done(
+                c, tenant, {"message": f"hi {reply}", "userId": user, "chatId": chat_x}
+            )
+            assert fresh.run_id != alice.run_id
+            assert "chat_id" in fresh.types()  # a new chat, not a continuation
+            assert fresh.content() == f"hello {user}"
+            assert all(secret not in str(f.data) for f in fresh.frames)
+            snap = await c.get(f"/api/copilot/runs/{fresh.run_id}", headers=_h(tenant),
+                               params={"userId": user})  # fmt: skip
+            assert snap.status_code == 200
+            assert secret not in snap.text
+            chat = await c.get(f"/api/copilot/chats/{chat_x}", headers=_h(tenant),
+                               params={"userId": user})  # fmt: skip
+            assert [m["role"] for m in chat.json()["messages"]] == ["user", "assistant"]
+            assert secret not in chat.text
+            # The fresh chat can be deleted again (its run is over, not stuck "active").
+            assert chat.json()["activeRunId"] is None
+
+        # Two tenants (and two users of one tenant) use the same chat id independently.
+        runs = []
+        for tenant, user in ((tenant_a, "alice"), (tenant_b, "alice"), (tenant_a, "carol")):
+            reply = scenario(secure.provider, [{"text": f"{user} of {tenant[-4:]}"}])
+            runs.append(await _chat_to_done(
+                c, tenant, {"message": reply, "userId": user, "chatId": chat_y}))  # fmt: skip
+        assert [r.content() for r in runs] == [
+            f"alice of {tenant_a[-4:]}",
+            f"alice of {tenant_b[-4:]}",
+            f"carol of {tenant_a[-4:]}",
+        ]
+        assert len({r.run_id for r in runs}) == 3
+        for (tenant, user), run in zip(
+            ((tenant_a, "alice"), (tenant_b, "alice"), (tenant_a, "carol")), runs, strict=True
+        ):
+            listed = await c.get("/api/copilot/runs", headers=_h(tenant),
+                                 params={"userId": user, "chatId": chat_y})  # fmt: skip
+            assert [r["runId"] for r in listed.json()["runs"]] == [run.run_id]
+    await redis.aclose()
+
+
+async def test_a_snapshots_stream_token_opens_the_run_in_any_tenant(secure: Stack) -> None:
+    tenant = _fresh_tenant(secure.api_url)
+    key = scenario(secure.provider, [{"text": "in my tenant"}])
+    async with httpx.AsyncClient(base_url=secure.api_url, timeout=30) as c:
+        live = await _chat_to_done(c, tenant, {"message": key, "userId": "dora"})
+        snap = await c.get(f"/api/copilot/runs/{live.run_id}", headers=_h(tenant),
+                           params={"userId": "dora"})  # fmt: skip
+        assert snap.status_code == 200, snap.text
+        token = snap.json()["streamToken"]
+        resp = await c.get(f"/api/copilot/runs/{live.run_id}/events",
+                           params={"token": token, "after": 0})  # fmt: skip
+        assert resp.status_code == 200, resp.text
+        events = [json.loads(line[6:]) for line in resp.text.split("\n") if line[:6] == "data: "]
+        assert fold_events(events).content == "in my tenant"
+        assert events[-1]["type"] == "done"
+
+
+async def test_revoking_a_key_ends_the_stream_tokens_it_was_given(secure: Stack) -> None:
+    tenant = _fresh_tenant(secure.api_url)
+    key = scenario(secure.provider, [{"text": "revocable"}])
+    async with httpx.AsyncClient(base_url=secure.api_url, timeout=30) as c:
+        issued = await c.post("/api/validate-key/generate", headers=_h(tenant),
+                              json={"userId": "erin"})  # fmt: skip
+        user_key, user_key_id = issued.json()["apiKey"], issued.json()["id"]
+        live = await _chat_to_done(c, user_key, {"message": key})
+        token = live.headers["x-stream-token"]
+        url = f"/api/copilot/runs/{live.run_id}/events"
+        assert (await c.get(url, params={"token": token, "after": 0})).status_code == 200
+        revoked = await c.post("/api/validate-key/delete", headers=_h(tenant),
+                               json={"id": user_key_id})  # fmt: skip
+        assert revoked.status_code == 200, revoked.text
+        after = await c.get(url, params={"token": token, "after": 0})
+        assert after.status_code == 401
+        assert "no longer valid" in after.json()["error"]
+        # The tenant's service key still reads the run, and a token it gets works.
+        snap = await c.get(f"/api/copilot/runs/{live.run_id}", headers=_h(tenant),
+                           params={"userId": "erin"})  # fmt: skip
+        fresh = await c.get(url, params={"token": snap.json()["streamToken"], "after": 0})
+        assert fresh.status_code == 200

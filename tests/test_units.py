@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from copilot.auth import issue_stream_token, verify_stream_token
+from copilot.auth import (
+    Principal,
+    issue_stream_token,
+    key_ref,
+    stream_key_valid,
+    verify_stream_token,
+)
 from copilot.config import Settings, SettingsError, parse_hex_key
 from copilot.errors import InvalidRequest, NotFound, Unauthorized
 from copilot.events.fold import fold_events
@@ -46,14 +52,17 @@ def test_routing_rejects_unknown_provider_and_empty_names() -> None:
 
 
 def test_stream_token_binds_run_and_expires() -> None:
-    token = issue_stream_token(KEY, tenant_id="t", user_id="u", run_id="r1", ttl_s=60)
+    token = issue_stream_token(KEY, tenant_id="t", user_id="u", run_id="r1", ttl_s=60,
+                               key_ref="key_1")  # fmt: skip
     principal = verify_stream_token(KEY, token, run_id="r1", max_ttl_s=900)
     assert (principal.tenant_id, principal.user_id, principal.run_id) == ("t", "u", "r1")
+    assert principal.key_id == "key_1"  # checked against the key's revocation on each use
     with pytest.raises(NotFound):
         verify_stream_token(KEY, token, run_id="r2", max_ttl_s=900)
     with pytest.raises(Unauthorized):
         verify_stream_token(bytes(32), token, run_id="r1", max_ttl_s=900)
-    old = issue_stream_token(KEY, tenant_id="t", user_id="u", run_id="r1", ttl_s=60, now=0)
+    old = issue_stream_token(KEY, tenant_id="t", user_id="u", run_id="r1", ttl_s=60,
+                             key_ref="key_1", now=0)  # fmt: skip
     with pytest.raises(Unauthorized, match="expired"):
         verify_stream_token(KEY, old, run_id="r1", max_ttl_s=900)
     with pytest.raises(Unauthorized):
@@ -83,3 +92,19 @@ def test_hex_keys_are_validated_with_a_helpful_message() -> None:
     with pytest.raises(SettingsError, match="not set"):
         parse_hex_key(None, "ENCRYPTION_KEY")
     assert parse_hex_key(SecretStr("00" * 32), "X") == bytes(32)
+
+
+def test_stream_tokens_follow_their_key() -> None:
+    admin = Settings(COPILOT_API_KEY="a" * 40)
+    ref = key_ref(admin, Principal(kind="admin", tenant_id="t", user_id=None))
+    assert ref.startswith("admin:")
+    assert "a" * 8 not in ref
+    assert stream_key_valid(admin, ref, issued_key_live=False)
+    rotated = Settings(COPILOT_API_KEY="b" * 40)
+    assert not stream_key_valid(rotated, ref, issued_key_live=False)  # rotation ends them
+    issued = key_ref(admin, Principal(kind="user", tenant_id="t", user_id="u", key_id="key_9"))
+    assert issued == "key_9"
+    assert stream_key_valid(admin, issued, issued_key_live=True)
+    assert not stream_key_valid(admin, issued, issued_key_live=False)  # revoked
+    assert not stream_key_valid(admin, "dev", issued_key_live=False)  # dev token, secured server
+    assert not stream_key_valid(admin, None, issued_key_live=True)

@@ -15,6 +15,7 @@ from api.deps import (
     SessionDep,
     StateDep,
     authenticate,
+    check_stream_key,
     limit_reads,
 )
 from api.runs import StartedRun, start_chat_run, stream_token_for
@@ -83,6 +84,8 @@ async def run_events(
     # A session of its own, closed before streaming: a request-scoped one would hold a pooled
     # database connection for as long as the stream stays open (every open SSE client).
     async with state.sessions() as session:
+        if principal.kind == "stream":
+            await check_stream_key(state, principal, session)
         run = await repo.get_run(
             session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id
         )
@@ -118,7 +121,13 @@ async def get_run_snapshot(
             "streamToken": stream_token_for(
                 state,
                 principal,
-                StartedRun(run_id=run.id, chat_id=run.chat_id, user_id=run.user_id, created=False),
+                StartedRun(
+                    run_id=run.id,
+                    chat_id=run.chat_id,
+                    user_id=run.user_id,
+                    created=False,
+                    tenant_id=run.tenant_id,
+                ),
             ),
         }
     )

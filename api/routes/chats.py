@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, ReadLimit, SessionDep
+from api.deps import PrincipalDep, ReadLimit, SessionDep, StateDep
 from copilot.errors import Conflict, NotFound
 from copilot.store import repo
 from copilot.store.models import Chat, Message
@@ -51,7 +51,11 @@ async def list_chats(
 
 @router.delete("/api/copilot/chats/{chat_id}", summary="Delete a chat and its history")
 async def delete_chat(
-    chat_id: str, session: SessionDep, principal: PrincipalDep, user_id: UserQuery = None
+    chat_id: str,
+    session: SessionDep,
+    state: StateDep,
+    principal: PrincipalDep,
+    user_id: UserQuery = None,
 ) -> dict[str, Any]:
     acting = principal.acting_user(user_id)
     chat = await repo.get_chat(
@@ -59,11 +63,14 @@ async def delete_chat(
     )
     if chat is None:
         raise NotFound("chat not found", code="chat_not_found")
-    active = await repo.active_run_id(session, chat_id=chat.id)
+    active = await repo.active_run_id(session, chat=chat)
     if active is not None:
         raise Conflict("the chat has an active run; abort it first", code="run_active",
                        extra={"runId": active})  # fmt: skip
-    await session.delete(chat)
+    run_ids = await repo.delete_chat(session, chat=chat)
+    # Before the commit: if Redis cannot take it, the chat stays and the caller may retry;
+    # nothing of a deleted chat is left to be streamed (its logs live up to a day otherwise).
+    await state.event_log.delete(run_ids)
     return {"success": True, "chatId": chat_id}
 
 
@@ -77,10 +84,10 @@ async def get_chat(
     )
     if chat is None:
         raise NotFound("chat not found", code="chat_not_found")
-    messages = await repo.chat_messages(session, chat_id=chat.id)
+    messages = await repo.chat_messages(session, chat=chat)
     return {
         "success": True,
         **_chat(chat),
         "messages": [_message(m) for m in messages],
-        "activeRunId": await repo.active_run_id(session, chat_id=chat.id),
+        "activeRunId": await repo.active_run_id(session, chat=chat),
     }

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from api.deps import ClientIpDep, PrincipalDep, ReadLimit, SessionDep, StateDep
 from api.runs import start_chat_run, stream_token_for
@@ -16,7 +15,6 @@ from api.sse import run_frames, sse_response
 from copilot.errors import NotFound
 from copilot.providers.registry import context_window
 from copilot.store import repo
-from copilot.store.models import Run
 
 router = APIRouter(tags=["sim"])
 
@@ -61,9 +59,7 @@ async def get_context_usage(
     )
     if chat is None:
         raise NotFound("chat not found", code="chat_not_found")
-    last = await session.scalar(
-        select(Run).where(Run.chat_id == chat.id).order_by(Run.seq_no.desc()).limit(1)
-    )
+    last = await repo.last_run(session, chat=chat)
     # The last run's prompt plus its answer is what the next message starts from.
     used = (last.input_tokens + last.output_tokens) if last else 0
     model = body.model or chat.model or ""

@@ -89,9 +89,28 @@ def writer_epoch(generation: int, attempt: int) -> int:
     return generation * 1000 + min(attempt, 999)
 
 
+# JSON leaves these raw (``ensure_ascii=False``) and SSE does not end a line on them, but
+# Python's ``str.splitlines``, httpx's ``iter_lines`` and other readers do: a model or a tool
+# writing one could forge ``id:`` / ``event:`` / ``data:`` lines. They can only occur inside
+# JSON strings, where the escaped form is the same text.
+_UNICODE_LINE_BREAKS = (("\u2028", "\\u2028"), ("\u2029", "\\u2029"), ("\x85", "\\u0085"))
+
+
+def _escape_line_breaks(data: str) -> str:
+    if data.isascii():  # O(1) in CPython: the common case costs nothing more
+        return data
+    for raw, escaped in _UNICODE_LINE_BREAKS:
+        if raw in data:
+            data = data.replace(raw, escaped)
+    return data
+
+
 def encode_frame(event: dict[str, Any]) -> str:
-    """One SSE frame for an event that already carries ``type`` and ``seq``."""
-    data = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    """One SSE frame for an event that already carries ``type`` and ``seq``.
+
+    Its only line breaks are the frame's own ``\\n``: any reader splits it the same way.
+    """
+    data = _escape_line_breaks(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
     return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n"
 
 
@@ -166,6 +185,12 @@ class EventLog:
         pipe.expire(fence_key(run_id), self._retention_s)
         pipe.expire(outbox_key(run_id), self._retention_s)
         await pipe.execute()
+
+    async def delete(self, run_ids: list[str]) -> None:
+        """Remove finished runs' logs at once (their chat was deleted)."""
+        keys = [key for run_id in run_ids for key in self._keys(run_id)]
+        if keys:
+            await self._redis.delete(*keys)
 
     async def last_seq(self, run_id: str) -> int:
         entries: Any = await self._redis.xrevrange(stream_key(run_id), count=1)

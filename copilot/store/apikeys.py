@@ -36,6 +36,11 @@ async def find_key(session: AsyncSession, *, key: str) -> ApiKey | None:
     return row
 
 
+async def key_is_live(session: AsyncSession, *, key_id: str, tenant_id: str) -> bool:
+    row = await session.get(ApiKey, key_id)
+    return row is not None and row.revoked_at is None and row.tenant_id == tenant_id
+
+
 async def tenant_by_name(session: AsyncSession, *, name: str) -> Tenant:
     """A tenant is created with its first service key and kept across key rotation."""
     tenant = await session.scalar(select(Tenant).where(Tenant.name == name))

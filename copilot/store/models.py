@@ -1,5 +1,10 @@
 """Tables. Every owned row carries (tenant_id, user_id); queries always filter on both.
 
+A chat is keyed by its owner and its id, (tenant_id, user_id, id): the id is the caller's (Sim
+mints its own), so it means something only inside its owner. Runs and messages reference that
+whole key. Run ids are the server's own and unique for ever (they are Temporal workflow ids and
+event-log keys, which outlive a deleted chat).
+
 The schema is changed only through Alembic migrations (``copilot/store/migrations``).
 """
 
@@ -12,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -41,13 +47,20 @@ class Tenant(Base):
     created_at: Mapped[datetime] = _now()
 
 
+_CHAT_KEY = ("tenant_id", "user_id", "chat_id")
+_CHAT_PK = ("chats.tenant_id", "chats.user_id", "chats.id")
+
+
 class Chat(Base):
     __tablename__ = "chats"
     __table_args__ = (Index("ix_chats_owner_updated", "tenant_id", "user_id", "updated_at"),)
 
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    user_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    # This incarnation of the chat, server-made: a chat deleted and created again under the same
+    # id gets a new one (an upstream backend's chat id is derived from it).
+    uid: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     title: Mapped[str | None] = mapped_column(String(300))
     model: Mapped[str | None] = mapped_column(String(200))
     workflow_id: Mapped[str | None] = mapped_column(String(200))
@@ -61,23 +74,22 @@ class Chat(Base):
 class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
-        UniqueConstraint("chat_id", "client_message_id", name="uq_runs_chat_message"),
+        ForeignKeyConstraint(_CHAT_KEY, _CHAT_PK, name="fk_runs_chat", ondelete="CASCADE"),
+        UniqueConstraint(*_CHAT_KEY, "client_message_id", name="uq_runs_chat_message"),
         # At most one active run per chat, enforced by the database so API replicas racing on
         # one chat cannot both start a run.
         Index(
             "uq_runs_one_active_per_chat",
-            "chat_id",
+            *_CHAT_KEY,
             unique=True,
             postgresql_where=text("active"),
         ),
         Index("ix_runs_owner_created", "tenant_id", "user_id", "created_at"),
     )
 
-    # Equal to the Temporal workflow id: chat-<chatId>-<n>.
+    # Equal to the Temporal workflow id: run_<uuid>, never derived from caller ids.
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    chat_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("chats.id", ondelete="CASCADE"), nullable=False
-    )
+    chat_id: Mapped[str] = mapped_column(String(128), nullable=False)
     tenant_id: Mapped[str] = mapped_column(String(64), nullable=False)
     user_id: Mapped[str] = mapped_column(String(200), nullable=False)
     seq_no: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -102,14 +114,15 @@ class Run(Base):
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
+        ForeignKeyConstraint(_CHAT_KEY, _CHAT_PK, name="fk_messages_chat", ondelete="CASCADE"),
         UniqueConstraint("run_id", "role", name="uq_messages_run_role"),
-        Index("ix_messages_chat_created", "chat_id", "created_at"),
+        Index("ix_messages_chat_created", *_CHAT_KEY, "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    chat_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("chats.id", ondelete="CASCADE"), nullable=False
-    )
+    tenant_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    chat_id: Mapped[str] = mapped_column(String(128), nullable=False)
     run_id: Mapped[str | None] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     content: Mapped[str] = mapped_column(Text, nullable=False, default="")

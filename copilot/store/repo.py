@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,13 +29,16 @@ class RunStart:
     new_chat: bool
 
 
+def new_run_id() -> str:
+    """A run id (= its Temporal workflow id and its event log's key) is unique for ever: a chat
+    id is the caller's and can come back after a delete, so nothing of it goes in here."""
+    return new_id("run")
+
+
 async def get_chat(
-    session: AsyncSession, *, tenant_id: str, user_id: str, chat_id: str
+    session: AsyncSession, *, tenant_id: str, user_id: str, chat_id: str, lock: bool = False
 ) -> Chat | None:
-    chat = await session.get(Chat, chat_id)
-    if chat is None or chat.tenant_id != tenant_id or chat.user_id != user_id:
-        return None
-    return chat
+    return await session.get(Chat, (tenant_id, user_id, chat_id), with_for_update=lock)
 
 
 async def get_run(
@@ -69,34 +72,32 @@ async def start_run(
     """
     new_chat = False
     chat: Chat | None = None
+    owner = {"tenant_id": tenant_id, "user_id": user_id}
     if chat_id is not None:
-        chat = await session.get(Chat, chat_id, with_for_update=True)
-        if chat is not None and (chat.tenant_id != tenant_id or chat.user_id != user_id):
-            raise NotFound("chat not found", code="chat_not_found")
+        chat = await get_chat(session, **owner, chat_id=chat_id, lock=True)
         if chat is None and not create_unknown_chat:
             raise NotFound("chat not found", code="chat_not_found")
     if chat is None:
-        chat = Chat(
-            id=chat_id or str(uuid.uuid4()),
-            tenant_id=tenant_id,
-            user_id=user_id,
-            model=model,
-            run_count=0,
-        )
-        session.add(chat)
+        fresh = Chat(**owner, id=chat_id or str(uuid.uuid4()), uid=uuid.uuid4().hex,
+                     model=model, run_count=0)  # fmt: skip
         try:
-            await session.flush()
+            async with session.begin_nested():
+                session.add(fresh)
+            chat, new_chat = fresh, True
         except IntegrityError:
-            # Another request created it first (or it belongs to someone else).
-            raise NotFound("chat not found", code="chat_not_found") from None
-        new_chat = True
+            # The owner's concurrent request created it first (and committed): go on with that
+            # one, so its messageId still dedupes and its active run still counts.
+            chat = await get_chat(session, **owner, chat_id=fresh.id, lock=True)
+            if chat is None:
+                raise Conflict("the chat is being created by another request; retry",
+                               code="run_active") from None  # fmt: skip
     if client_message_id is not None and not new_chat:
         existing = await session.scalar(
-            select(Run).where(Run.chat_id == chat.id, Run.client_message_id == client_message_id)
+            _runs_of(chat).where(Run.client_message_id == client_message_id)
         )
         if existing is not None:
             return RunStart(run=existing, chat=chat, created=False, new_chat=False)
-    active = await session.scalar(select(Run).where(Run.chat_id == chat.id, Run.active))
+    active = await session.scalar(_runs_of(chat).where(Run.active))
     if active is not None:
         raise Conflict(
             "this chat already has an active run; wait for it, abort it, or send "
@@ -108,10 +109,9 @@ async def start_run(
     chat.model = model
     chat.updated_at = datetime.now(UTC)
     run = Run(
-        id=f"chat-{chat.id}-{chat.run_count}",
+        id=new_run_id(),
         chat_id=chat.id,
-        tenant_id=tenant_id,
-        user_id=user_id,
+        **owner,
         seq_no=chat.run_count,
         status=RUN_RUNNING,
         active=True,
@@ -126,6 +126,7 @@ async def start_run(
     session.add(
         Message(
             id=new_id("msg"),
+            **owner,
             chat_id=chat.id,
             run_id=run.id,
             role="user",
@@ -143,6 +144,12 @@ async def start_run(
     return RunStart(run=run, chat=chat, created=True, new_chat=new_chat)
 
 
+def _runs_of(chat: Chat) -> Any:
+    return select(Run).where(
+        Run.tenant_id == chat.tenant_id, Run.user_id == chat.user_id, Run.chat_id == chat.id
+    )
+
+
 async def fail_run(session: AsyncSession, *, run_id: str, error: str, code: str) -> None:
     await session.execute(
         update(Run)
@@ -157,13 +164,15 @@ async def fail_run(session: AsyncSession, *, run_id: str, error: str, code: str)
     )
 
 
-async def conversation_rows(session: AsyncSession, *, chat_id: str, run_id: str) -> list[Message]:
+async def conversation_rows(
+    session: AsyncSession, *, tenant_id: str, user_id: str, chat_id: str, run_id: str
+) -> list[Message]:
     """Messages the model sees for ``run_id``: every earlier message of the chat, then its own."""
     rows = (
         await session.scalars(
             select(Message)
             .join(Run, Run.id == Message.run_id)
-            .where(Message.chat_id == chat_id)
+            .where(_message_owner(tenant_id, user_id, chat_id))
             .where((Run.id == run_id) | (Run.seq_no < _run_seq_subquery(run_id)))
             .order_by(Run.seq_no, Message.created_at, Message.role.desc())
         )
@@ -171,15 +180,23 @@ async def conversation_rows(session: AsyncSession, *, chat_id: str, run_id: str)
     return list(rows)
 
 
+def _message_owner(tenant_id: str, user_id: str, chat_id: str) -> Any:
+    return and_(
+        Message.tenant_id == tenant_id, Message.user_id == user_id, Message.chat_id == chat_id
+    )
+
+
 def _run_seq_subquery(run_id: str) -> Any:
     return select(Run.seq_no).where(Run.id == run_id).scalar_subquery()
+
+
+_ANSWER_FIELDS = ("content", "blocks", "tool_calls", "status", "input_tokens", "output_tokens")
 
 
 async def save_assistant_message(
     session: AsyncSession,
     *,
     run_id: str,
-    chat_id: str,
     content: str,
     status: str,
     blocks: list[Any],
@@ -190,11 +207,19 @@ async def save_assistant_message(
     error_code: str | None,
     title: str | None = None,
     last_seq: int | None = None,
-) -> str:
-    """Idempotent: a retried write updates the one assistant message of the run."""
-    message_id = new_id("msg")
+) -> str | None:
+    """Idempotent: a retried write updates the one assistant message of the run.
+
+    The run's row says whose chat it is; a run whose chat was deleted meanwhile saves nothing
+    (None)."""
+    run = await session.get(Run, run_id)
+    if run is None:
+        return None
+    tenant_id, user_id, chat_id = run.tenant_id, run.user_id, run.chat_id
     values = {
-        "id": message_id,
+        "id": new_id("msg"),
+        "tenant_id": tenant_id,
+        "user_id": user_id,
         "chat_id": chat_id,
         "run_id": run_id,
         "role": "assistant",
@@ -208,7 +233,7 @@ async def save_assistant_message(
     stmt = insert(Message).values(**values)
     upsert = stmt.on_conflict_do_update(
         constraint="uq_messages_run_role",
-        set_={k: stmt.excluded[k] for k in values if k not in ("id", "chat_id", "run_id", "role")},
+        set_={k: stmt.excluded[k] for k in values if k in _ANSWER_FIELDS},
     ).returning(Message.id)
     saved_id = await session.scalar(upsert)
     await session.execute(
@@ -228,7 +253,11 @@ async def save_assistant_message(
     chat_values: dict[str, Any] = {"updated_at": func.now()}
     if title:
         chat_values["title"] = title
-    await session.execute(update(Chat).where(Chat.id == chat_id).values(**chat_values))
+    await session.execute(
+        update(Chat)
+        .where(Chat.tenant_id == tenant_id, Chat.user_id == user_id, Chat.id == chat_id)
+        .values(**chat_values)
+    )
     return str(saved_id)
 
 
@@ -244,18 +273,33 @@ async def list_chats(
     return list(rows.all())
 
 
-async def chat_messages(session: AsyncSession, *, chat_id: str) -> list[Message]:
+async def chat_messages(session: AsyncSession, *, chat: Chat) -> list[Message]:
     rows = await session.scalars(
         select(Message)
         .join(Run, Run.id == Message.run_id)
-        .where(Message.chat_id == chat_id)
+        .where(_message_owner(chat.tenant_id, chat.user_id, chat.id))
         .order_by(Run.seq_no, Message.role.desc())
     )
     return list(rows.all())
 
 
-async def active_run_id(session: AsyncSession, *, chat_id: str) -> str | None:
-    return await session.scalar(select(Run.id).where(Run.chat_id == chat_id, Run.active))
+async def active_run_id(session: AsyncSession, *, chat: Chat) -> str | None:
+    run = await session.scalar(_runs_of(chat).where(Run.active))
+    return run.id if run is not None else None
+
+
+async def last_run(session: AsyncSession, *, chat: Chat) -> Run | None:
+    run: Run | None = await session.scalar(_runs_of(chat).order_by(Run.seq_no.desc()).limit(1))
+    return run
+
+
+async def delete_chat(session: AsyncSession, *, chat: Chat) -> list[str]:
+    """Delete the chat with its runs, messages and tool calls; the ids of the runs it had (their
+    event logs are the caller's to remove)."""
+    run_ids = list(await session.scalars(_runs_of(chat).with_only_columns(Run.id)))
+    await session.delete(chat)
+    await session.flush()
+    return run_ids
 
 
 def run_summary(run: Run) -> dict[str, Any]:
