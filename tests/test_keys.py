@@ -332,3 +332,55 @@ async def test_canary_key_reaches_the_provider_and_nothing_else(
     assert b"worker polling task queue" in logs  # the logs are there to search
     assert needle not in logs
     assert canary[10:30].encode() not in logs  # nor a fragment of it
+
+
+# --- redirects ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def elsewhere() -> Iterator[FakeProviderServer]:
+    """Another loopback port, where the user's provider redirects: it must never be reached."""
+    server = FakeProviderServer(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "path", "status"),
+    [
+        ("openai", "gpt-4o-mini", "/v1", 307),
+        ("anthropic", "claude-redirect", "", 308),
+        ("ollama", "ollama:llama3", "", 303),
+    ],
+)
+async def test_a_provider_redirect_is_not_followed(
+    open_client: httpx.AsyncClient,
+    open_stack: Stack,
+    elsewhere: FakeProviderServer,
+    provider: str,
+    model: str,
+    path: str,
+    status: int,
+) -> None:
+    """The guard checked the base URL, not where it redirects (metadata, a loopback port)."""
+    user = _user()
+    put = await open_client.put(
+        f"/api/copilot/keys/{provider}",
+        json={"apiKey": "sk-redirect-0123456789", "baseUrl": open_stack.provider.url + path,
+              "userId": user},
+    )  # fmt: skip
+    assert put.status_code == 200, put.text
+    # Followed, the redirect (307/308 re-send the POST) would get a normal answer there.
+    key = scenario(
+        open_stack.provider, [{"redirect": elsewhere.url, "status": status}, {"text": "followed"}]
+    )
+    _, frames = await _chat(open_client, {"message": key, "userId": user, "model": model})
+    assert [f.data["type"] for f in frames][-2:] == ["error", "done"], [f.data for f in frames]
+    error = frames[-2].data["data"]
+    assert error["code"] == "provider_redirect"
+    assert f"redirect ({status})" in error["message"]
+    assert error["retryable"] is False
+    assert frames[-1].data["data"]["status"] == "failed"
+    assert len(await provider_requests(open_stack.provider, key)) == 1  # one call, not retried
+    assert elsewhere.hits == []

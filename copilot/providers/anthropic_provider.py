@@ -127,6 +127,8 @@ class AnthropicProvider:
                 base_url=creds.base_url,
                 max_retries=0,  # Temporal owns retries
                 timeout=request.timeout_s,
+                # Never follows a redirect (SSRF): see base.status_error.
+                http_client=anthropic.DefaultAsyncHttpxClient(follow_redirects=False),
             ),
         )
 
@@ -240,7 +242,7 @@ class AnthropicProvider:
         if not isinstance(err, dict):
             err = {}
         status = exc.status_code
-        if status < 400:  # an ``error`` event inside a 200 stream
+        if status < 300:  # an ``error`` event inside a 200 stream
             status = _ERROR_STATUS.get(str(err.get("type")), 500)
         return status_error(
             self.label,

@@ -152,6 +152,17 @@ def status_error(
 ) -> ProviderError:
     """Map an HTTP status from a provider to a ``ProviderError`` whose text says what to fix."""
     detail = detail.strip()[:300]
+    if 300 <= status < 400:
+        # Provider clients never follow redirects: a user's base URL is checked against SSRF
+        # (copilot.netguard), but a redirect could lead anywhere (cloud metadata, a loopback
+        # port), and POST bodies carry the user's key and conversation.
+        return ProviderError(
+            f"{label} answered with a redirect ({status}), and provider requests do not follow "
+            "redirects. Set the base URL to the address it redirects to.",
+            retryable=False,
+            status=status,
+            code="provider_redirect",
+        )
     if status in (401, 403):
         return ProviderError(
             f"{label} rejected the API key for this user ({status}). Set a valid key with "

@@ -69,7 +69,10 @@ class OllamaProvider:
         return self._clients.get(
             (creds.api_key, creds.base_url, request.timeout_s),
             lambda: ollama.AsyncClient(
-                host=creds.base_url, timeout=request.timeout_s, headers=headers
+                host=creds.base_url,
+                timeout=request.timeout_s,
+                headers=headers,
+                follow_redirects=False,  # SSRF: see base.status_error
             ),
         )
 
@@ -127,7 +130,7 @@ class OllamaProvider:
                     usage = Usage(input_tokens=part.prompt_eval_count or 0,
                                   output_tokens=part.eval_count or 0)  # fmt: skip
         except ollama.ResponseError as exc:
-            if exc.status_code < 400:  # an {"error": ...} line inside a 200 stream
+            if exc.status_code < 300:  # an {"error": ...} line inside a 200 stream (-1)
                 raise ProviderError(
                     f"{self.label} failed mid-stream: {exc.error}", retryable=True
                 ) from None

@@ -83,6 +83,8 @@ class OpenAIProvider:
                 base_url=creds.base_url,
                 max_retries=0,  # Temporal owns retries
                 timeout=request.timeout_s,
+                # Never follows a redirect (SSRF): see base.status_error.
+                http_client=openai.DefaultAsyncHttpxClient(follow_redirects=False),
             ),
         )
 

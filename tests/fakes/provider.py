@@ -15,6 +15,10 @@ key get an echo of the last user message. Turns:
     {"error": 429, "retry_after": 1, "message": "..."}  an HTTP error instead of a stream
     {"cut_after": 3, "text": "..."}                     stream dies after 3 deltas, no final frame
     {"malformed_after": 2, "text": "..."}               a non-JSON frame after 2 deltas
+    {"redirect": "http://127.0.0.1:PORT", "status": 307}
+                                                        a redirect to that origin + this path
+    {"raw_unicode": true, "text": "..."}                JSON with non-ASCII text unescaped
+                                                        (U+2028 etc. raw on the wire)
     "first_delay_ms" / "delay_ms" on any turn           time to first token / between tokens
 
 Per format: OpenAI sends reasoning as ``reasoning_content`` and each call's arguments in two
@@ -45,6 +49,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 
 class Scenarios:
@@ -108,6 +113,20 @@ async def _pace(turn: dict[str, Any], index: int) -> None:
         await asyncio.sleep(delay / 1000)  # the fake's scripted token timing
 
 
+def _redirect(turn: dict[str, Any], request: Request) -> Response:
+    location = str(turn["redirect"]).rstrip("/") + request.url.path
+    return Response(status_code=int(turn.get("status", 307)), headers={"location": location})
+
+
+def _refusal(turn: dict[str, Any], kind: str, request: Request) -> Response | None:
+    """The response that replaces the stream: a scripted error or redirect, else None."""
+    if "error" in turn:
+        return _error(turn, kind)
+    if "redirect" in turn:
+        return _redirect(turn, request)
+    return None
+
+
 def _error(turn: dict[str, Any], kind: str) -> Response:
     status = int(turn["error"])
     message = str(turn.get("message", f"fake error {status}"))
@@ -144,7 +163,13 @@ async def _record(request: Request, kind: str) -> tuple[dict[str, Any], dict[str
 # --- OpenAI -----------------------------------------------------------------------------------
 
 
-def _oa(model: str, delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
+def _oa(
+    model: str,
+    delta: dict[str, Any] | None,
+    finish: str | None = None,
+    raw: bool = False,
+    **extra: Any,
+) -> str:
     chunk: dict[str, Any] = {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
@@ -153,13 +178,13 @@ def _oa(model: str, delta: dict[str, Any] | None, finish: str | None = None, **e
         "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
     chunk.update(extra)
-    return f"data: {json.dumps(chunk)}\n\n"
+    return f"data: {json.dumps(chunk, ensure_ascii=not raw)}\n\n"
 
 
 async def openai_chat(request: Request) -> Response:
     body, turn, _ = await _record(request, "openai")
-    if "error" in turn:
-        return _error(turn, "openai")
+    if (refusal := _refusal(turn, "openai", request)) is not None:
+        return refusal
     model = str(body.get("model", "fake"))
 
     async def stream() -> AsyncIterator[str]:
@@ -178,7 +203,7 @@ async def openai_chat(request: Request) -> Response:
                 return
             await _pace(turn, index)
             index += 1
-            yield _oa(model, {"content": piece})
+            yield _oa(model, {"content": piece}, raw=bool(turn.get("raw_unicode")))
         for n, call in enumerate(turn.get("tool_calls", [])):
             args = json.dumps(call.get("arguments", {}))
             half = len(args) // 2
@@ -199,8 +224,8 @@ async def openai_chat(request: Request) -> Response:
 # --- Anthropic --------------------------------------------------------------------------------
 
 
-def _an(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps({'type': event, **data})}\n\n"
+def _an(event: str, data: dict[str, Any], raw: bool = False) -> str:
+    return f"event: {event}\ndata: {json.dumps({'type': event, **data}, ensure_ascii=not raw)}\n\n"
 
 
 def _halves(text: str) -> list[str]:
@@ -215,8 +240,8 @@ def _thirds(text: str) -> list[str]:
 
 async def anthropic_messages(request: Request) -> Response:
     body, turn, _ = await _record(request, "anthropic")
-    if "error" in turn:
-        return _error(turn, "anthropic")
+    if (refusal := _refusal(turn, "anthropic", request)) is not None:
+        return refusal
     model = str(body.get("model", "fake"))
 
     async def stream() -> AsyncIterator[str]:
@@ -252,7 +277,8 @@ async def anthropic_messages(request: Request) -> Response:
                 await _pace(turn, index)
                 index += 1
                 delta = {"type": "text_delta", "text": piece}
-                yield _an("content_block_delta", {"index": block, "delta": delta})
+                raw = bool(turn.get("raw_unicode"))
+                yield _an("content_block_delta", {"index": block, "delta": delta}, raw)
             yield _an("content_block_stop", {"index": block})
             block += 1
         for n, call in enumerate(turn.get("tool_calls", [])):
@@ -276,17 +302,17 @@ async def anthropic_messages(request: Request) -> Response:
 # --- Ollama -----------------------------------------------------------------------------------
 
 
-def _ol(model: str, message: dict[str, Any], **extra: Any) -> str:
+def _ol(model: str, message: dict[str, Any], raw: bool = False, **extra: Any) -> str:
     chunk = {"model": model, "created_at": "2025-01-01T00:00:00Z",
              "message": {"role": "assistant", "content": "", **message}, "done": False}  # fmt: skip
     chunk.update(extra)
-    return json.dumps(chunk) + "\n"
+    return json.dumps(chunk, ensure_ascii=not raw) + "\n"
 
 
 async def ollama_chat(request: Request) -> Response:
     body, turn, _ = await _record(request, "ollama")
-    if "error" in turn:
-        return _error(turn, "ollama")
+    if (refusal := _refusal(turn, "ollama", request)) is not None:
+        return refusal
     model = str(body.get("model", "fake"))
 
     async def stream() -> AsyncIterator[str]:
@@ -304,7 +330,7 @@ async def ollama_chat(request: Request) -> Response:
                 return
             await _pace(turn, index)
             index += 1
-            yield _ol(model, {"content": piece})
+            yield _ol(model, {"content": piece}, raw=bool(turn.get("raw_unicode")))
         # Ollama parses tool calls out of the model's output and sends each when complete.
         for call in turn.get("tool_calls", []):
             function = {"name": call["name"], "arguments": call.get("arguments", {})}
@@ -350,7 +376,15 @@ class FakeProviderServer:
     def __init__(self, port: int) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(make_app(), host="127.0.0.1", port=port, log_level="warning",
+        self.hits: list[str] = []  # "METHOD /path" of every request this server got, any route
+        app = make_app()
+
+        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                self.hits.append(f"{scope['method']} {scope['path']}")
+            await app(scope, receive, send)
+
+        config = uvicorn.Config(counted, host="127.0.0.1", port=port, log_level="warning",
                                 lifespan="off")  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
