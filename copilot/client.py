@@ -17,6 +17,8 @@ from typing import Any, TextIO
 
 import httpx
 
+from copilot.providers.sse import SseDecoder
+
 DEFAULT_URL = "http://127.0.0.1:3001"
 RETRY_DELAY_S = 0.5
 MAX_RECONNECTS = 20
@@ -27,17 +29,14 @@ class ClientError(Exception):
 
 
 def _frames(resp: httpx.Response) -> Iterator[tuple[int | None, dict[str, Any]]]:
-    frame_id: int | None = None
-    data: list[str] = []
-    for line in resp.iter_lines():
-        if line == "":
-            if data:
-                yield frame_id, json.loads("\n".join(data))
-            frame_id, data = None, []
-        elif line.startswith("id:"):
-            frame_id = int(line[3:].strip())
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
+    """The stream's events with their ids. Lines end at CR and LF only, as SSE says: httpx's
+    ``iter_lines`` (``str.splitlines``) also ends them at U+2028, U+2029 and U+0085, which a
+    model's or a tool's text may hold."""
+    decoder = SseDecoder()
+    for chunk in resp.iter_bytes():
+        for message in decoder.feed(chunk):
+            frame_id = int(message.id) if message.id and message.id.isdigit() else None
+            yield frame_id, json.loads(message.data)
 
 
 class Api:

@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from copilot.providers.sse import SseDecoder
+
 
 @dataclass
 class Frame:
@@ -18,25 +20,13 @@ class Frame:
 
 
 async def iter_frames(response: httpx.Response) -> AsyncIterator[Frame]:
-    frame_id: int | None = None
-    event: str | None = None
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield Frame(frame_id, event, json.loads("\n".join(data)))
-            frame_id, event, data = None, None, []
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "id":
-                frame_id = int(value)
-            elif field == "event":
-                event = value
-            elif field == "data":
-                data.append(value)
+    """Lines end at CR and LF only, as SSE says (``aiter_lines`` would also end them at
+    U+2028, U+2029 and U+0085)."""
+    decoder = SseDecoder()
+    async for chunk in response.aiter_bytes():
+        for message in decoder.feed(chunk):
+            frame_id = int(message.id) if message.id is not None else None
+            yield Frame(frame_id, message.event, json.loads(message.data))
 
 
 async def collect(response: httpx.Response, *, stop_after: int | None = None) -> list[Frame]:

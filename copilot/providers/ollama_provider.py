@@ -6,8 +6,10 @@ are ours alone; they stay in our history, never in Ollama's.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
+import httpx
 import ollama
 
 from copilot.providers.base import (
@@ -51,6 +53,51 @@ def to_ollama_messages(system: str | None, messages: list[ConvMessage]) -> list[
     return out
 
 
+# Ollama's client splits its NDJSON with str.splitlines, which also ends a line at U+0085,
+# U+2028 and U+2029. Ollama (Go's JSON encoder) escapes the last two but writes U+0085 raw, so
+# a model writing one broke the stream. JSON holds them only inside strings, where the escaped
+# form is the same text: they are escaped before the client splits. On bytes, because a chunk
+# may end inside a character; in UTF-8 these byte sequences can mean nothing else.
+_LINE_BREAKS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"),
+                (b"\xe2\x80\xa9", b"\\u2029"))  # fmt: skip
+
+
+def _unfinished(data: bytes) -> int:
+    """How many trailing bytes may begin one of those sequences (kept for the next chunk)."""
+    if data.endswith((b"\xc2", b"\xe2")):
+        return 1
+    return 2 if data.endswith(b"\xe2\x80") else 0
+
+
+class _EscapedLineBreaks(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        held = b""
+        async for chunk in self._inner:
+            data = held + chunk
+            cut = len(data) - _unfinished(data)
+            data, held = data[:cut], data[cut:]
+            for raw, escaped in _LINE_BREAKS:
+                if raw in data:
+                    data = data.replace(raw, escaped)
+            if data:
+                yield data
+        if held:
+            yield held
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def _escape_line_breaks(response: httpx.Response) -> None:
+    """An httpx response hook: runs before the body is read."""
+    encoded = response.headers.get("content-encoding", "identity") != "identity"
+    if not encoded and isinstance(response.stream, httpx.AsyncByteStream):
+        response.stream = _EscapedLineBreaks(response.stream)
+
+
 class OllamaProvider:
     name: ClassVar[str] = "ollama"
     label: ClassVar[str] = "Ollama"
@@ -73,6 +120,7 @@ class OllamaProvider:
                 timeout=request.timeout_s,
                 headers=headers,
                 follow_redirects=False,  # SSRF: see base.status_error
+                event_hooks={"response": [_escape_line_breaks]},
             ),
         )
 
