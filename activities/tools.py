@@ -1,10 +1,20 @@
-"""Activities: execute server tools, delegate client tools to the host app, record calls."""
+"""Activities: execute server tools, delegate client tools to the host app, record calls.
+
+Both tool activities heartbeat while the tool runs: a worker that dies mid-tool is noticed at
+the heartbeat timeout (seconds), not at the start-to-close (``CLIENT_TOOL_TIMEOUT``). What runs
+again then is the workflow's choice (``workflows/steps.py``): idempotent server tools and
+delegated calls (which carry their call id as ``Idempotency-Key``) are retried, other server
+tools are not.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy.dialects.postgresql import insert
@@ -17,9 +27,29 @@ from copilot.tools.base import ToolFailed
 from copilot.tools.registry import ToolRegistry
 from copilot.types import ExecuteToolInput, RecordToolCallsInput, ToolOutcome
 
+T = TypeVar("T")
+
 
 def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
+
+
+async def _heartbeating(work: Awaitable[T]) -> T:
+    """Await ``work``, heartbeating meanwhile (the SDK throttles what reaches the server)."""
+    timeout = activity.info().heartbeat_timeout
+    every = max(0.2, timeout.total_seconds() / 4) if timeout else 1.0
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        if not task.done():  # the activity was cancelled (run aborted, or timed out)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 class ToolActivities:
@@ -44,7 +74,7 @@ class ToolActivities:
     async def execute_server_tool(self, input: ExecuteToolInput) -> ToolOutcome:
         started = time.monotonic()
         try:
-            result = await self._registry.execute(input.name, input.arguments)
+            result = await _heartbeating(self._registry.execute(input.name, input.arguments))
         except ToolFailed as exc:
             return ToolOutcome(input.tool_call_id, input.name, "error", error=str(exc),
                                duration_ms=_elapsed_ms(started))  # fmt: skip
@@ -57,7 +87,11 @@ class ToolActivities:
         if not self._sim_app_url:
             raise ApplicationError("SIM_APP_URL is not set", type="tool_failed", non_retryable=True)
         started = time.monotonic()
-        headers = {"x-api-key": self._sim_app_api_key} if self._sim_app_api_key else {}
+        # A retry after a crash repeats the call id: a host that keeps what it did per key
+        # answers it again instead of doing it twice (see README, "Tools: running twice").
+        headers = {"Idempotency-Key": input.tool_call_id}
+        if self._sim_app_api_key:
+            headers["x-api-key"] = self._sim_app_api_key
         body = {
             "toolCallId": input.tool_call_id,
             "toolName": input.name,
@@ -67,8 +101,10 @@ class ToolActivities:
             "chatId": input.chat_id,
         }
         try:
-            resp = await self._http.post(
-                f"{self._sim_app_url}/api/copilot/execute-tool", json=body, headers=headers
+            resp = await _heartbeating(
+                self._http.post(
+                    f"{self._sim_app_url}/api/copilot/execute-tool", json=body, headers=headers
+                )
             )
         except httpx.HTTPError as exc:
             raise ApplicationError(f"host app unreachable: {exc}") from None  # retryable

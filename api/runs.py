@@ -148,6 +148,8 @@ async def _start(
             delegate_client_tools=bool(settings.sim_app_url) and not host_executed,
             auto_execute=auto,
             server_tools=sorted(state.tools.names()),
+            non_idempotent_tools=state.tools.non_idempotent(),
+            tool_heartbeat_timeout_s=settings.tool_heartbeat_timeout_s,
             confirm_always=sorted(settings.confirm_always),
             max_turns=settings.max_turns,
             confirmation_timeout_s=settings.confirmation_timeout_s,

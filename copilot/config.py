@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     max_turns: int = Field(25, validation_alias="MAX_TURNS", ge=1, le=200)
     confirmation_timeout_s: int = Field(600, validation_alias="CONFIRMATION_TIMEOUT", ge=1)
     client_tool_timeout_s: int = Field(600, validation_alias="CLIENT_TOOL_TIMEOUT", ge=1)
+    tool_heartbeat_timeout_s: int = Field(
+        5, validation_alias="TOOL_HEARTBEAT_TIMEOUT", ge=2, le=300
+    )
     tools_requiring_confirmation: str = Field("", validation_alias="TOOLS_REQUIRING_CONFIRMATION")
     extra_tool_modules: str = Field("", validation_alias="EXTRA_TOOL_MODULES")
     max_tool_result_bytes: int = Field(256 * 1024, validation_alias="MAX_TOOL_RESULT_BYTES")

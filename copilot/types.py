@@ -116,6 +116,10 @@ class ChatRunInput:
     title_hint: str | None = None
     # The Copilot* search attributes exist on this cluster: keep CopilotStatus current.
     search_attributes: bool = False
+    # Server tools that must not run twice: one interrupted by a crash is not retried.
+    non_idempotent_tools: list[str] = field(default_factory=list)
+    # A tool activity silent this long is lost with its worker (0: runs started before it).
+    tool_heartbeat_timeout_s: int = 0
 
 
 @dataclass

@@ -314,6 +314,8 @@ async def test_delegated_client_tool_goes_to_the_host_app(
     received = host_app.calls_for(call["id"])
     assert len(received) == 1
     assert received[0]["headers"]["x-api-key"] == "host-secret"
+    # A retried delegation (after a worker crash) repeats it: the host can dedupe.
+    assert received[0]["headers"]["idempotency-key"] == call["id"]
     assert received[0]["body"] == {
         "toolCallId": call["id"], "toolName": "get_blocks", "arguments": {"n": 1},
         "userId": "u-7", "workflowId": "wf-1", "chatId": live.frames[0].data["data"]["chatId"],

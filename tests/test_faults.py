@@ -8,12 +8,14 @@ worker processes (it kills them).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,17 @@ from copilot.embedded import (
 )
 from copilot.events.fold import fold_events
 from copilot.store.migrate import upgrade
-from tests.conftest import Services, Stack, running_stack, scenario, wait_healthy
+from tests.conftest import (
+    Services,
+    Stack,
+    provider_requests,
+    running_stack,
+    scenario,
+    wait_healthy,
+)
 from tests.fakes.provider import FakeProviderServer
+from tests.fakes.tools import runs_of
+from tests.live import LiveRun
 from tests.sse import Frame, iter_frames
 
 pytestmark = pytest.mark.slow
@@ -356,3 +367,58 @@ async def test_8_api_with_its_own_worker_killed_mid_stream(own: Own) -> None:
     retried = await _activity_identities(own, run_id)
     assert retried[-1][0] == 2
     assert retried[-1][1].startswith(f"{own.stack.worker.proc.pid}@"), retried
+
+
+async def _until(pred: Callable[[], bool], deadline_s: float, what: str) -> None:
+    """Poll a condition another process makes true (a file it writes), with a deadline."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            while True:
+                if pred():
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"{what} within {deadline_s}s") from None
+
+
+@pytest.mark.parametrize("tool", ["slow_idempotent", "slow_once"])
+async def test_9_worker_killed_while_a_server_tool_runs(
+    own: Own, tool: str, tmp_path: Path
+) -> None:
+    """A worker SIGKILLed 1 s into a 4 s tool: the crash is noticed at the tool heartbeat
+    timeout (seconds, not CLIENT_TOOL_TIMEOUT) and the run goes on within 15 s. An idempotent
+    tool runs again; a non-idempotent one does not, and its outcome says so to the model and
+    the client."""
+    tool_log = tmp_path / "tools.log"
+    mark = uuid.uuid4().hex[:8]
+    with running_stack(own.services, own.stack.provider, EXTRA_TOOL_MODULES="tests.fakes.tools",
+                       FAKE_TOOL_LOG=str(tool_log)) as stack:  # fmt: skip
+        key = scenario(stack.provider, [
+            {"tool_calls": [{"name": tool, "arguments": {"ms": 4000, "mark": mark}}]},
+            {"text": "after the tool"},
+        ])  # fmt: skip
+        async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
+            live = await LiveRun.start(http, {"message": key, "autoExecuteTools": True})
+            await _until(lambda: runs_of(tool_log, mark)[0] == 1, 30, "the tool never started")
+            await asyncio.sleep(1.0)  # the fault: one second into the four-second tool
+            os.kill(stack.worker.proc.pid, signal.SIGKILL)
+            stack.worker.proc.wait(10)
+            stack.worker = stack.spawn_worker("worker-2")
+            if tool == "slow_idempotent":
+                await _until(lambda: runs_of(tool_log, mark)[0] == 2, 15, "not run again")
+                outcome = await live.event("tool_result", timeout=15)
+                assert outcome.data["result"] == {"sleptMs": 4000}
+            else:
+                outcome = await live.event("tool_error", timeout=15)
+                error = outcome.data["data"]["error"]
+                assert "interrupted" in error
+                assert "may or may not have taken effect" in error
+            await live.finished()
+            await live.close()
+        assert live.frames[-1].data["data"]["status"] == "completed"
+        assert live.content() == "after the tool"
+        starts, ends = runs_of(tool_log, mark)
+        assert (starts, ends) == ((2, 1) if tool == "slow_idempotent" else (1, 0))
+        seen = await provider_requests(stack.provider, key)
+        told = json.dumps(seen[-1]["body"])
+        assert ("sleptMs" in told) if tool == "slow_idempotent" else ("interrupted" in told)

@@ -16,6 +16,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from copilot import search
@@ -60,6 +61,8 @@ TOOL_RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=["tool_failed"],
 )
+# A tool that must not run twice gets one attempt: after a crash its outcome is unknown.
+TOOL_ONCE = RetryPolicy(maximum_attempts=1)
 
 
 @dataclass
@@ -269,6 +272,9 @@ class RunSteps:
         await self._set_status(tool, "executing")
         started = workflow.now()
         activity = "execute_server_tool" if tool.executor == "server" else "delegate_client_tool"
+        # Delegated calls carry their id as an idempotency key, so the host dedupes a retry.
+        once = tool.executor == "server" and call.name in input.non_idempotent_tools
+        beat = input.tool_heartbeat_timeout_s
         try:
             outcome: ToolOutcome = await workflow.execute_activity(
                 activity,
@@ -284,14 +290,24 @@ class RunSteps:
                 ),
                 result_type=ToolOutcome,
                 start_to_close_timeout=timedelta(seconds=input.client_tool_timeout_s),
-                retry_policy=TOOL_RETRY,
+                # A crashed worker's tool is noticed in seconds, not at the start-to-close.
+                heartbeat_timeout=timedelta(seconds=beat) if beat else None,
+                retry_policy=TOOL_ONCE if once else TOOL_RETRY,
                 summary=f"tool {call.name}"
                 + (" · accepted by user" if tool.decision == "accepted" else ""),
             )
         except ActivityError as err:
             if self._stop is not None:
                 return
-            message = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            if isinstance(err.cause, ApplicationError):
+                message = err.cause.message
+            elif once and isinstance(err.cause, ActivityTimeout):
+                message = (
+                    f"{call.name} was interrupted (the worker running it stopped) and was not "
+                    "run again because it is not idempotent: it may or may not have taken effect"
+                )
+            else:
+                message = str(err)
             elapsed = int((workflow.now() - started).total_seconds() * 1000)
             outcome = ToolOutcome(call.id, call.name, "error", error=message, duration_ms=elapsed)
         tool.outcome = outcome

@@ -13,6 +13,7 @@ the handler runs; a validation failure is a tool error the model sees, not a cra
         input_schema={"type": "object", "properties": {"a": {"type": "number"},
                       "b": {"type": "number"}}, "required": ["a", "b"]},
         handler=add,
+        idempotent=True,  # a pure function: safe to run again after a worker crash
     )]
 """
 
@@ -32,6 +33,11 @@ class ServerTool:
     input_schema: dict[str, Any]
     handler: ToolHandler
     requires_confirmation: bool = False
+    # May it run twice for one call? A worker can crash while a tool runs; the run goes on on
+    # another worker, which runs an idempotent tool again and reports a non-idempotent one as
+    # interrupted (it may or may not have taken effect) instead. Say True only when running it
+    # again with the same arguments is harmless (reads, upserts keyed by the call).
+    idempotent: bool = False
 
 
 class ToolFailed(Exception):

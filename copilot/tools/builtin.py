@@ -34,6 +34,7 @@ TOOLS = [
             "additionalProperties": False,
         },
         handler=_echo,
+        idempotent=True,
     ),
     ServerTool(
         name="get_current_time",
@@ -44,5 +45,6 @@ TOOLS = [
             "additionalProperties": False,
         },
         handler=_current_time,
+        idempotent=True,
     ),
 ]

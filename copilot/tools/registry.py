@@ -31,6 +31,9 @@ class ToolRegistry:
     def names(self) -> frozenset[str]:
         return frozenset(self._tools)
 
+    def non_idempotent(self) -> list[str]:
+        return sorted(t.name for t in self._tools.values() if not t.idempotent)
+
     def get(self, name: str) -> ServerTool | None:
         return self._tools.get(name)
 
