@@ -1,7 +1,9 @@
-"""Request body size limit (413 too_large), enforced while the body streams in."""
+"""Request body size limit (413 too_large), enforced while the body streams in, whether it
+declares its length or comes chunked."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,19 +34,32 @@ class BodyLimit:
             await self._reject(send)
             return
         seen = 0
+        too_large = False  # the body passed the limit before any response started
+        started = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    too_large = not started
                     raise _BodyTooLarge
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
+        async def guarded(message: Message) -> None:
+            # A chunked body (no Content-Length) is cut while the app reads it, and the app
+            # may answer that itself (FastAPI turns any error while reading into 400 "error
+            # parsing the body"): that answer is dropped, ours is sent instead.
+            nonlocal started
+            if too_large:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        with contextlib.suppress(_BodyTooLarge):
+            await self.app(scope, limited, guarded)
+        if too_large:
             await self._reject(send)
 
     async def _reject(self, send: Send) -> None:

@@ -179,6 +179,27 @@ async def test_body_size_limit(client: httpx.AsyncClient) -> None:
     assert resp.json()["code"] == "too_large"
 
 
+@pytest.mark.parametrize("path", ["/api/copilot/chat", "/api/v1/copilot/chat"])
+async def test_an_oversized_chunked_body_gets_413_too(client: httpx.AsyncClient, path: str) -> None:
+    """No Content-Length: the limit is found while the body streams in, mid-parse."""
+
+    async def chunked() -> AsyncIterator[bytes]:
+        yield b'{"message": "'
+        for _ in range(17):
+            yield b"x" * 65536
+        yield b'"}'
+
+    resp = await client.post(path, content=chunked(), headers={"content-type": "application/json"})
+    assert "content-length" not in resp.request.headers
+    assert resp.request.headers["transfer-encoding"] == "chunked"
+    assert resp.status_code == 413, resp.text
+    assert resp.json() == {
+        "success": False,
+        "error": "request body larger than 1048576 bytes (MAX_BODY_BYTES)",
+        "code": "too_large",
+    }
+
+
 @pytest.fixture(scope="module")
 def headless_off(services: Services, fake_provider: FakeProviderServer) -> Iterator[Stack]:
     with running_stack(services, fake_provider, ENABLE_HEADLESS_API="false") as running:
