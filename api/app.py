@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.errors import install_error_handlers
+from api.hosts import LoopbackHostsOnly
 from api.limits import BodyLimit
 from api.metrics import Metrics, RequestMetrics
 from api.routes import apikeys, chat, chats, headless, health, keys, ops, runs, sim, tools
@@ -105,6 +106,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    if settings.dev_mode:
+        app.add_middleware(LoopbackHostsOnly)  # outermost: before anything else runs
     install_error_handlers(app)
 
     @app.get("/", include_in_schema=False)

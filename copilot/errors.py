@@ -7,6 +7,7 @@ AppError (500 internal)
 ├── NotFound (404 <thing>_not_found)
 ├── Conflict (409 run_active | already_decided | not_waiting | ...)
 ├── TooLarge (413 too_large)
+├── HostNotAllowed (421 host_not_allowed)
 ├── RateLimited (429 rate_limited)
 ├── ProviderFailure (502 provider_error)
 ├── Unavailable (503 unavailable)
@@ -75,6 +76,13 @@ class Conflict(AppError):
 class TooLarge(AppError):
     status = 413
     code = "too_large"
+
+
+class HostNotAllowed(AppError):
+    """421 Misdirected Request: development mode answers loopback host names only."""
+
+    status = 421
+    code = "host_not_allowed"
 
 
 class RateLimited(AppError):
