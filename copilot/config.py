@@ -7,6 +7,7 @@ show up in a repr, a log line or a traceback.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from functools import cached_property
 from typing import Literal
@@ -17,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ProviderName = Literal["anthropic", "openai", "ollama", "copilot-backend"]
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
+# An admin key guards a server others can reach: long enough that guessing is hopeless.
+MIN_ADMIN_KEY_CHARS = 32
 _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
@@ -140,6 +143,27 @@ class Settings(BaseSettings):
         """No admin key: development mode (no auth, loopback only)."""
         return self.copilot_api_key is None or not self.copilot_api_key.get_secret_value()
 
+    def check_listen(self, host: str) -> None:
+        """Refuse to serve beyond loopback without real auth, saying how to fix it.
+
+        Loopback: development mode, or any admin key (only this machine reaches it). Beyond:
+        an admin key of at least ``MIN_ADMIN_KEY_CHARS`` characters.
+        """
+        if is_loopback_address(host):
+            return
+        if self.dev_mode or self.copilot_api_key is None:
+            raise SettingsError(
+                f"Refusing to listen on {host} without COPILOT_API_KEY: development mode (no "
+                "auth) is loopback only. Set COPILOT_API_KEY or use --host 127.0.0.1."
+            )
+        if len(self.copilot_api_key.get_secret_value()) < MIN_ADMIN_KEY_CHARS:
+            raise SettingsError(
+                f"Refusing to listen on {host}: COPILOT_API_KEY is shorter than "
+                f"{MIN_ADMIN_KEY_CHARS} characters, too easy to guess on a server others can "
+                "reach. Generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`."
+            )
+
     def runtime_urls(self) -> tuple[str, str, str]:
         """(DATABASE_URL, REDIS_URL, TEMPORAL_ADDRESS), or a SettingsError saying what to set."""
         self.require_runtime()
@@ -167,6 +191,16 @@ class Settings(BaseSettings):
         self.encryption_key_bytes  # noqa: B018 - validates the key
         self.old_encryption_keys  # noqa: B018
         self.stream_token_key_bytes  # noqa: B018
+
+
+def is_loopback_address(host: str) -> bool:
+    """A bind address only this machine reaches: ``localhost``, 127.x.x.x, ``::1``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_hex_key(value: SecretStr | None, name: str) -> bytes:

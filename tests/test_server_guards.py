@@ -8,7 +8,7 @@ import pytest
 
 from api.app import create_app
 from api.hosts import is_loopback_host
-from copilot.config import Settings
+from copilot.config import Settings, SettingsError
 from tests.conftest import Stack
 
 
@@ -68,3 +68,23 @@ async def test_the_development_server_refuses_a_rebound_host_name(
     assert refused.json()["code"] == "host_not_allowed"
     for name in (f"localhost:{port}", f"127.0.0.1:{port}", "[::1]"):
         assert (await client.get("/api/health", headers={"host": name})).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "copilot.example"])
+def test_a_short_admin_key_is_refused_beyond_loopback(host: str) -> None:
+    for key in ("k", "k" * 31):
+        with pytest.raises(SettingsError) as refused:
+            Settings(COPILOT_API_KEY=key).check_listen(host)
+        message = str(refused.value)
+        assert f"Refusing to listen on {host}" in message
+        assert "shorter than 32 characters" in message
+        assert "python -c 'import secrets; print(secrets.token_urlsafe(32))'" in message
+    Settings(COPILOT_API_KEY="k" * 32).check_listen(host)
+    with pytest.raises(SettingsError, match="without COPILOT_API_KEY"):
+        Settings(COPILOT_API_KEY="").check_listen(host)  # development mode
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_loopback_takes_any_admin_key_or_none(host: str) -> None:
+    Settings(COPILOT_API_KEY="k").check_listen(host)
+    Settings(COPILOT_API_KEY="").check_listen(host)
