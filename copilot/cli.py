@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -18,12 +19,23 @@ import signal
 import sys
 import time
 import urllib.request
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from copilot.client import ClientError, add_client_commands
 from copilot.config import Settings, SettingsError
-from copilot.embedded import Child, EmbeddedError, Ports, require_port, spawn, start_all
+from copilot.embedded import (
+    Child,
+    Embedded,
+    EmbeddedError,
+    Ports,
+    require_port,
+    spawn,
+    start_all,
+)
 
 log = logging.getLogger("copilot")
 
@@ -174,7 +186,7 @@ def _wait_healthy(url: str, child: Child, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not child.alive():
-            raise EmbeddedError(f"{child.name} exited during start-up (see its log above)")
+            raise EmbeddedError(f"{child.name} exited during start-up (its log: {child.log_path})")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
@@ -183,6 +195,159 @@ def _wait_healthy(url: str, child: Child, timeout: float) -> None:
             pass
         time.sleep(0.1)  # polling a child process until it answers; no event to wait on
     raise EmbeddedError(f"the API did not become healthy at {url} within {timeout:.0f}s")
+
+
+# --- supervising `copilot dev`'s worker and API --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestartDecision:
+    """What to do after one crash: restart after ``delay`` seconds, or give up."""
+
+    give_up: bool
+    delay: float
+    crashes: int  # crashes within the window, this one included
+    allowed: int  # restarts allowed within the window
+
+
+class RestartPolicy:
+    """Exponential backoff for a crashed child, and where crashing becomes a crash loop.
+
+    ``max_crashes`` crashes within ``window`` seconds mean the child dies of something a restart
+    will not fix (a bad setting, a broken import); restarting it forever would bury the cause
+    in the log. Crashes older than the window are forgotten, so a child that stayed up starts
+    again from ``first_delay``.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_crashes: int = 5,
+        window: float = 60.0,
+        first_delay: float = 1.0,
+        max_delay: float = 16.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_crashes = max_crashes
+        self.window = window
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self._clock = clock
+        self._crashes: deque[float] = deque()
+
+    def crashed(self) -> RestartDecision:
+        now = self._clock()
+        self._crashes.append(now)
+        while now - self._crashes[0] > self.window:
+            self._crashes.popleft()
+        count = len(self._crashes)
+        allowed = self.max_crashes - 1
+        if count > allowed:
+            return RestartDecision(give_up=True, delay=0.0, crashes=count, allowed=allowed)
+        delay = min(self.first_delay * 2 ** (count - 1), self.max_delay)
+        return RestartDecision(give_up=False, delay=delay, crashes=count, allowed=allowed)
+
+
+@dataclass
+class _Restartable:
+    """The worker or the API under ``copilot dev``: started again when it crashes."""
+
+    name: str
+    start: Callable[[], Child]
+    child: Child
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    restart_at: float | None = None  # set while a crashed child waits out its backoff
+
+
+def _start_app(env: dict[str, str], logs: Path, host: str, port: int) -> list[_Restartable]:
+    """Start the worker and the API, each with its output in the terminal and in ``logs``."""
+    cli = [sys.executable, "-m", "copilot.cli"]
+    commands = {
+        "worker": [*cli, "worker"],
+        "api": [*cli, "api", "--port", str(port), "--host", host],
+    }
+    app = []
+    for name, argv in commands.items():
+        start = functools.partial(
+            spawn, name, argv, log_path=logs / f"{name}.log", env=env, echo_output=True
+        )
+        app.append(_Restartable(name, start, start()))
+    return app
+
+
+def _tend(app: _Restartable, stopping: Callable[[], bool]) -> bool:
+    """Restart a crashed child once its backoff is over; False when it is in a crash loop."""
+    now = time.monotonic()
+    if app.restart_at is not None:
+        if now >= app.restart_at and not stopping():  # a Ctrl-C during the backoff wins
+            app.child = app.start()
+            app.restart_at = None
+            log.warning("%s restarted (pid %d)", app.name, app.child.proc.pid)
+        return True
+    if app.child.alive():
+        return True
+    app.child.drain()  # its last lines (a traceback) into its log before anyone reads it
+    decision = app.policy.crashed()
+    if decision.give_up:
+        _report_crash_loop(app, decision)
+        return False
+    log.warning(
+        "%s %s; restarting in %.1fs (restart %d of %d within %.0fs)", app.name,
+        app.child.exit_description(), decision.delay, decision.crashes, decision.allowed,
+        app.policy.window,
+    )  # fmt: skip
+    app.restart_at = now + decision.delay
+    return True
+
+
+def _report_crash_loop(app: _Restartable, decision: RestartDecision) -> None:
+    log.error(
+        "%s %s: %d crashes within %.0fs, a crash loop that restarting will not fix, so "
+        "copilot dev gives up and stops everything.\nIts output is in %s; the last lines:\n"
+        "%s\nFix what they show (often a setting in .env or the environment), then run "
+        "`copilot dev` again.",
+        app.name, app.child.exit_description(), decision.crashes, app.policy.window,
+        app.child.log_path, app.child.log_tail(20),
+    )  # fmt: skip
+
+
+def _report_service_death(service: Child, data_dir: Path) -> None:
+    # Restarting Temporal, PostgreSQL or Redis in place (stale pid files, recovery, clients
+    # reconnecting) is not worth its risk in a dev server; a clear stop is.
+    log.error(
+        "%s (embedded) %s. copilot dev restarts only the worker and the API, not its embedded "
+        "services, so it stops everything.\nIts log is %s; the last lines:\n%s\n"
+        "Run `copilot dev` again: the data in %s is kept.",
+        service.name, service.exit_description(), service.log_path, service.log_tail(20),
+        data_dir,
+    )  # fmt: skip
+
+
+def _supervise(app: list[_Restartable], emb: Embedded, stopping: Callable[[], bool]) -> int:
+    """Keep the worker and the API up until Ctrl-C or SIGTERM; 1 if that cannot be done."""
+    while not stopping():
+        dead = emb.dead()
+        if dead:
+            _report_service_death(dead[0], emb.data_dir)
+            return 1
+        if not all(_tend(child, stopping) for child in app):
+            return 1
+        time.sleep(0.25)  # supervising children; a signal sets `stopping`
+    print("\nStopping...", flush=True)
+    return 0
+
+
+def _print_ready(started: float, url: str, emb: Embedded, dev_mode: bool) -> None:
+    print(
+        f"\nReady in {time.monotonic() - started:.1f}s\n"
+        f"  API          {url}  (health: /api/health, docs: /docs)\n"
+        + (f"  Temporal UI  {emb.temporal_ui_url}\n" if emb.temporal_ui_url else "")
+        + ("  Auth         none (development mode: set COPILOT_API_KEY to secure it)\n"
+           if dev_mode else "  Auth         x-api-key required\n")
+        + f"  Logs         {emb.data_dir / 'logs'}\n"
+        + "Press Ctrl-C to stop everything.",
+        flush=True,
+    )  # fmt: skip
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -216,7 +381,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         headless=args.no_ui,
         say=say,
     )
-    children: list[Child] = []
+    app: list[_Restartable] = []
     stopping = False
 
     def _stop(_sig: int, _frame: Any) -> None:
@@ -240,36 +405,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
             "REDIS_URL": emb.redis_url,
             "TEMPORAL_ADDRESS": emb.temporal_address,
             "COPILOT_DATA_DIR": str(data_dir),
+            "PYTHONUNBUFFERED": "1",  # their output passes through a pipe; keep it line by line
         }
-        cli = [sys.executable, "-m", "copilot.cli"]
-        children.append(spawn("worker", [*cli, "worker"], log_path=None, env=env,
-                              inherit_output=True))  # fmt: skip
-        children.append(
-            spawn("api", [*cli, "api", "--port", str(port), "--host", host],
-                  log_path=None, env=env, inherit_output=True)
-        )  # fmt: skip
-        _wait_healthy(f"http://{host}:{port}/api/health", children[-1], timeout=60)
-        print(
-            f"\nReady in {time.monotonic() - started:.1f}s\n"
-            f"  API          http://{host}:{port}  (health: /api/health, docs: /docs)\n"
-            + (f"  Temporal UI  {emb.temporal_ui_url}\n" if emb.temporal_ui_url else "")
-            + ("  Auth         none (development mode: set COPILOT_API_KEY to secure it)\n"
-               if settings.dev_mode else "  Auth         x-api-key required\n")
-            + "Press Ctrl-C to stop everything.",
-            flush=True,
-        )  # fmt: skip
-        while not stopping:
-            dead = [c for c in children + emb.children if not c.alive()]
-            if dead:
-                names = ", ".join(c.name for c in dead)
-                print(f"\n{names} exited unexpectedly; stopping everything.", flush=True)
-                return 1
-            time.sleep(0.25)  # supervising children; a signal sets `stopping`
-        print("\nStopping...", flush=True)
-        return 0
+        app = _start_app(env, data_dir / "logs", host, port)
+        url = f"http://{host}:{port}"
+        _wait_healthy(f"{url}/api/health", app[-1].child, timeout=60)
+        _print_ready(started, url, emb, settings.dev_mode)
+        return _supervise(app, emb, lambda: stopping)
     finally:
-        for child in reversed(children):
-            child.stop()
+        for restartable in reversed(app):
+            restartable.child.stop()
         emb.stop()
         print("Stopped.", flush=True)
 

@@ -20,11 +20,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 log = logging.getLogger("copilot.embedded")
 
@@ -50,9 +51,26 @@ class Child:
     proc: subprocess.Popen[bytes]
     log_path: Path | None = None
     stop_signal: int = signal.SIGTERM
+    echo: threading.Thread | None = None  # copies the output to our stderr and the log
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def exit_description(self) -> str:
+        """How the child ended, in words: ``exited with signal 9 (SIGKILL)``."""
+        code = self.proc.poll()
+        if code is None:
+            return "is running"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"exited with signal {-code} ({signal.Signals(-code).name})"
+            return f"exited with signal {-code}"
+        return f"exited with code {code}"
+
+    def drain(self, timeout: float = 2.0) -> None:
+        """Wait for the echo thread to write the child's last lines (its traceback) to the log."""
+        if self.echo is not None:
+            self.echo.join(timeout)
 
     def stop(self, timeout: float = 15.0) -> None:
         if not self.alive():
@@ -65,6 +83,7 @@ class Child:
             log.warning("%s did not stop in %.0fs; killing it", self.name, timeout)
             self.proc.kill()
             self.proc.wait(5)
+        self.drain()
 
     def log_tail(self, lines: int = 30) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -117,10 +136,20 @@ def spawn(
     stop_signal: int = signal.SIGTERM,
     cwd: Path | None = None,
     inherit_output: bool = False,
+    echo_output: bool = False,
 ) -> Child:
-    out: Any = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    """Start a child whose output goes to ``log_path`` (or nowhere, or ours with
+    ``inherit_output``). ``echo_output`` also copies it to our stderr as it comes: ``copilot dev``
+    shows the worker's and API's logs in the terminal and keeps them in a file it can point at
+    when one of them crashes."""
+    echo = echo_output and log_path is not None
+    out: Any = subprocess.DEVNULL
     if inherit_output:
         out = None
+    elif echo:
+        out = subprocess.PIPE
+    elif log_path:
+        out = open(log_path, "ab")  # noqa: SIM115
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -133,9 +162,29 @@ def spawn(
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     finally:
-        if log_path and out is not None:
+        if not isinstance(out, int) and out is not None:
             out.close()
-    return Child(name=name, proc=proc, log_path=log_path, stop_signal=stop_signal)
+    child = Child(name=name, proc=proc, log_path=log_path, stop_signal=stop_signal)
+    if echo and proc.stdout is not None and log_path is not None:
+        child.echo = threading.Thread(
+            target=_echo, args=(proc.stdout, log_path), name=f"{name}-output", daemon=True
+        )
+        child.echo.start()
+    return child
+
+
+def _echo(source: IO[bytes], log_path: Path) -> None:
+    """Copy a child's output to its log and to our stderr until the child closes it."""
+    # Nothing may stop the copying: a child whose pipe is no longer read blocks at its next
+    # log line. So a full disk or a closed terminal loses output, never the child.
+    with source, open(log_path, "ab") as log_file:
+        while chunk := os.read(source.fileno(), 65536):
+            with contextlib.suppress(OSError, ValueError):
+                log_file.write(chunk)
+                log_file.flush()
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.buffer.write(chunk)
+                sys.stderr.buffer.flush()
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -12,13 +14,16 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from temporalio.client import Client
 
+from copilot.cli import RestartPolicy
 from copilot.embedded import free_port, port_free
+from copilot.events.fold import fold_events
 from tests.conftest import ARTIFACTS, scenario
 from tests.fakes.provider import FakeProviderServer
-from tests.sse import collect
+from tests.sse import Frame, collect, iter_frames
 
 pytestmark = pytest.mark.slow
 
@@ -128,6 +133,131 @@ async def test_dev_starts_everything_and_keeps_data_across_restarts(
     finally:
         assert dev.stop() == 0
     print(f"\ncopilot dev start-up: empty folder {first_start:.1f}s, existing {second_start:.1f}s")
+
+
+def _app_process(dev: DevProcess, command: str) -> psutil.Process:
+    """The dev process's child running ``copilot.cli <command>`` (worker or api)."""
+    for child in psutil.Process(dev.proc.pid).children():
+        if child.cmdline()[1:4] == ["-m", "copilot.cli", command]:
+            return child
+    raise AssertionError(f"no {command} child of copilot dev")
+
+
+async def _poll_health(url: str, answers: list[int | str]) -> None:
+    """Record every /api/health answer until cancelled."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            try:
+                answers.append((await http.get(f"{url}/api/health")).status_code)
+            except httpx.HTTPError as exc:
+                answers.append(repr(exc))
+            await asyncio.sleep(0.1)  # the polling interval, not a synchronisation
+
+
+async def _rejoin(
+    dev: DevProcess, http: httpx.AsyncClient, run_id: str, frames: list[Frame]
+) -> None:
+    """Follow the run from the last event seen until ``done``, as EventSource does."""
+    while not frames or frames[-1].data["type"] != "done":
+        assert dev.proc.poll() is None, f"copilot dev exited:\n{dev.log.read_text()[-3000:]}"
+        last = str(frames[-1].id or 0) if frames else "0"
+        with contextlib.suppress(httpx.HTTPError):
+            async with http.stream("GET", f"/api/copilot/runs/{run_id}/events",
+                                   headers={"Last-Event-ID": last}) as resp:  # fmt: skip
+                async for frame in iter_frames(resp):
+                    frames.append(frame)
+                    if frame.data["type"] == "done":
+                        return
+        await asyncio.sleep(0.2)  # EventSource's reconnection delay
+
+
+async def _chat_killing_the_worker(
+    dev: DevProcess, key: str, worker: psutil.Process
+) -> list[Frame]:
+    """Start a chat, SIGKILL the worker at its 8th event, and follow the run to ``done``."""
+    frames: list[Frame] = []
+    async with httpx.AsyncClient(base_url=dev.url, timeout=60) as http:
+        run_id = ""
+        with contextlib.suppress(httpx.HTTPError):  # a cut stream is rejoined below
+            async with http.stream("POST", "/api/copilot/chat", json={"message": key}) as resp:
+                assert resp.status_code == 200
+                run_id = resp.headers["x-run-id"]
+                async for frame in iter_frames(resp):
+                    frames.append(frame)
+                    if len(frames) == 8:
+                        worker.kill()
+                    if frame.data["type"] == "done":
+                        break
+        assert run_id
+        await asyncio.wait_for(_rejoin(dev, http, run_id, frames), 90)
+    assert not worker.is_running(), "the worker was not killed mid-stream"
+    return frames
+
+
+async def test_dev_restarts_a_killed_worker_and_the_run_completes(
+    fake_provider: FakeProviderServer,
+) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="copilot-dev-")) / "data"
+    ports = {n: free_port() for n in ("api", "temporal", "ui", "postgres", "redis")}
+    words = [f"w{i} " for i in range(60)]
+    # 60 deltas 40 ms apart: the worker dies mid-answer; its retry streams the whole turn again.
+    key = scenario(fake_provider, [{"chunks": words, "delay_ms": 40}, {"chunks": words}])
+    dev = DevProcess(data_dir, ports, _env(fake_provider))
+    try:
+        dev.wait_ready()
+        worker, api = _app_process(dev, "worker"), _app_process(dev, "api")
+        health: list[int | str] = []
+        poller = asyncio.create_task(_poll_health(dev.url, health))
+        try:
+            frames = await _chat_killing_the_worker(dev, key, worker)
+        finally:
+            poller.cancel()
+        folded = fold_events(f.data for f in frames)
+        assert (folded.status, folded.content) == ("completed", "".join(words))
+        assert "turn_reset" in [f.data["type"] for f in frames]  # the retry ran on a new worker
+        assert health, "the health poller never got an answer"
+        assert set(health) == {200}, [h for h in health if h != 200]
+        assert dev.proc.poll() is None
+        assert api.is_running()  # only the worker was restarted
+        assert _app_process(dev, "worker").pid != worker.pid
+        output = dev.log.read_text()
+        assert "worker exited with signal 9 (SIGKILL); restarting in 1.0s (restart 1 of 4" in output
+        assert "worker restarted (pid" in output
+        assert (data_dir / "logs" / "worker.log").read_text()
+    finally:
+        assert dev.stop() == 0
+    for name, port in ports.items():
+        assert port_free(port), f"{name} port {port} still held after Ctrl-C"
+
+
+def test_restart_policy_backs_off_exponentially_then_gives_up_on_a_crash_loop() -> None:
+    now = 0.0
+    policy = RestartPolicy(max_crashes=5, window=60, first_delay=1, max_delay=16,
+                           clock=lambda: now)  # fmt: skip
+    decisions = []
+    for _ in range(5):
+        decisions.append(policy.crashed())
+        now += 5
+    assert [d.give_up for d in decisions] == [False, False, False, False, True]
+    assert [d.delay for d in decisions[:4]] == [1.0, 2.0, 4.0, 8.0]
+    assert [(d.crashes, d.allowed) for d in decisions[:2]] == [(1, 4), (2, 4)]
+
+
+def test_restart_policy_forgets_crashes_older_than_its_window() -> None:
+    now = 0.0
+    policy = RestartPolicy(max_crashes=3, window=60, clock=lambda: now)
+    assert [policy.crashed().delay, policy.crashed().delay] == [1.0, 2.0]
+    now = 61.0  # both crashes are now outside the window: the child had stayed up
+    first_again = policy.crashed()
+    assert (first_again.give_up, first_again.delay, first_again.crashes) == (False, 1.0, 1)
+    for _ in range(10):  # one crash a minute and more is not a loop
+        now += 61
+        assert not policy.crashed().give_up
+
+
+def test_restart_policy_caps_its_delay() -> None:
+    policy = RestartPolicy(max_crashes=10, first_delay=1, max_delay=4, clock=lambda: 0.0)
+    assert [policy.crashed().delay for _ in range(5)] == [1.0, 2.0, 4.0, 4.0, 4.0]
 
 
 def test_dev_refuses_a_taken_port_with_a_clear_message() -> None:
