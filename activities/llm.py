@@ -9,11 +9,11 @@ text.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.turn_events import Shown, TurnEvents, shown_so_far
 from activities.writer import TurnWriter, activity_error, heartbeating
 from copilot.conversation import blocks_to_conversation, turns_to_blocks
 from copilot.crypto import DecryptError, Keyring
@@ -22,7 +22,6 @@ from copilot.netguard import UnsafeUrl, check_base_url
 from copilot.providers.base import (
     ConvMessage,
     Credentials,
-    Delta,
     ProviderError,
     ToolSpec,
     TurnRequest,
@@ -31,9 +30,6 @@ from copilot.providers.registry import ProviderRegistry
 from copilot.store import keys, repo
 from copilot.tools.registry import ToolRegistry
 from copilot.types import (
-    EV_CONTENT,
-    EV_REASONING,
-    EV_TOOL_GENERATING,
     StreamTurnInput,
     StreamTurnResult,
     ToolCallData,
@@ -70,15 +66,25 @@ class LlmActivities:
         info = activity.info()
         writer = TurnWriter(self._log, input, info.attempt)
         first_seq = await writer.resume_point(info.heartbeat_details)
+        continues = input.sim_protocol and info.attempt > 1
         # The first frames and the history load are independent: overlap them (TTFT).
-        _, messages = await asyncio.gather(writer.open(first_seq), self._conversation(input))
-
-        async def emit(delta: Delta) -> None:
-            await _emit_delta(writer, input.turn, delta)
+        _, messages = await asyncio.gather(
+            writer.open(first_seq, reset=not continues), self._conversation(input)
+        )
+        provider = self._providers.get(input.provider)
+        shown = Shown()
+        if continues:
+            shown = await shown_so_far(self._log, input.run_id, input.turn, input.seq_start)
+            writer.carry_text(shown.text)
+        prefill = shown.text.rstrip() if provider.supports_prefill else ""
+        if prefill:
+            messages.append(ConvMessage(role="assistant", content=prefill))
+        emit = TurnEvents(
+            writer, input.turn, shown, prefilled=bool(prefill), sim=input.sim_protocol
+        )
 
         try:
             async with heartbeating(writer):
-                provider = self._providers.get(input.provider)
                 request = TurnRequest(
                     model=input.model,
                     messages=messages,
@@ -88,11 +94,12 @@ class LlmActivities:
                     timeout_s=self._timeout_s,
                 )
                 output = await provider.stream_turn(request, emit)
+                await emit.close()
         except ProviderError as exc:
             raise activity_error(exc) from None
         writer.beat(force=True)
         return StreamTurnResult(
-            content=output.content,
+            content=emit.content if continues else output.content,
             last_seq=writer.next_seq - 1,
             usage=output.usage,
             stop_reason=output.stop_reason,
@@ -157,20 +164,3 @@ class LlmActivities:
                     code="provider_url_refused",
                 ) from None
         return Credentials(api_key=api_key, base_url=row.base_url or env.base_url)
-
-
-async def _emit_delta(writer: TurnWriter, turn: int, delta: Delta) -> None:
-    if delta.kind == "content":
-        event: dict[str, Any] = {"type": EV_CONTENT, "data": delta.text}
-    elif delta.kind == "reasoning":
-        event = {"type": EV_REASONING, "data": delta.text}
-    elif delta.kind == "tool_generating":
-        event = {
-            "type": EV_TOOL_GENERATING,
-            "toolCallId": delta.tool_call_id,
-            "toolName": delta.tool_name,
-        }
-    else:
-        return
-    event["turn"] = turn
-    await writer.write([event], text=delta.text if delta.kind == "content" else "")

@@ -65,16 +65,24 @@ class TurnWriter:
             return max(beat, in_log, input.seq_start - 1) + SEQ_JUMP_AFTER_LOSS
         return max(input.seq_start - 1, in_log) + 1
 
-    async def open(self, first_seq: int, *, reset_turns: list[int] | None = None) -> None:
-        """Write the prelude (first attempt) or ``turn_reset`` (a retry) before any delta."""
+    async def open(
+        self, first_seq: int, *, reset_turns: list[int] | None = None, reset: bool = True
+    ) -> None:
+        """Write the prelude (first attempt) or ``turn_reset`` (a retry, unless it continues
+        the earlier attempts' text) before any delta."""
         self.next_seq = first_seq
         events: list[dict[str, Any]] = []
         if first_seq == self._input.seq_start:
             events.extend(self._input.prelude)
-        if self._attempt > 1:
+        if self._attempt > 1 and reset:
             for turn in reset_turns or [self._input.turn]:
                 events.append({"type": EV_TURN_RESET, "turn": turn, "attempt": self._attempt})
         await self.write(events)
+
+    def carry_text(self, text: str) -> None:
+        """Text earlier attempts wrote that this one continues (for a re-seed snapshot)."""
+        if text:
+            self._text.insert(0, text)
 
     async def write(
         self, events: list[dict[str, Any]], *, text: str = "", outbox_mark: int | None = None

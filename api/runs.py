@@ -78,12 +78,14 @@ async def start_chat_run(
     *,
     interactive: bool,
     client_ip: str,
-    host_executed: bool = False,
+    sim_protocol: bool = False,
 ) -> StartedRun:
+    """Start a run. ``sim_protocol``: Sim's route (client tools are host-executed and the
+    events follow Sim's own client code)."""
     principal = principal.in_tenant(body.tenant_id)
     await check_start_limits(state, principal, principal.acting_user(body.user_id), client_ip)
     try:
-        return await _start(state, principal, body, interactive, host_executed)
+        return await _start(state, principal, body, interactive, sim_protocol)
     except Conflict as exc:
         if exc.code != "run_active" or body.on_active_run != "interrupt":
             raise
@@ -97,7 +99,7 @@ async def start_chat_run(
                 await asyncio.wait_for(handle.result(), INTERRUPT_WAIT_S)
             except Exception as wait_exc:  # the old run's outcome is not this request's
                 log.warning("interrupted run %s ended with %r", active, wait_exc)
-        return await _start(state, principal, body, interactive, host_executed)
+        return await _start(state, principal, body, interactive, sim_protocol)
 
 
 async def _start(
@@ -105,7 +107,7 @@ async def _start(
     principal: Principal,
     body: ChatRequest,
     interactive: bool,
-    host_executed: bool,
+    sim_protocol: bool,
 ) -> StartedRun:
     settings = state.settings
     user_id = principal.acting_user(body.user_id)
@@ -144,8 +146,10 @@ async def _start(
                 ToolSpecData(t.name, t.description, t.input_schema, t.requires_confirmation)
                 for t in body.client_tools()
             ],
-            host_executed=host_executed,
-            delegate_client_tools=bool(settings.sim_app_url) and not host_executed,
+            host_executed=sim_protocol,
+            delegate_client_tools=bool(settings.sim_app_url) and not sim_protocol,
+            sim_protocol=sim_protocol,
+            host_rejoin_grace_s=settings.host_rejoin_grace_s,
             auto_execute=auto,
             server_tools=sorted(state.tools.names()),
             non_idempotent_tools=state.tools.non_idempotent(),

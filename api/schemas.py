@@ -65,6 +65,9 @@ class SimChatRequest(ChatRequest):
     """Sim's payload: ``provider`` may be a provider config object (e.g. Azure OpenAI)."""
 
     provider: ProviderField | dict[str, Any] | None = None  # type: ignore[assignment]
+    # Sim's Stop aborts only the browser's stream and sends no onActiveRun: its next message
+    # must not be refused while the stopped run still waits.
+    on_active_run: Literal["reject", "interrupt"] = Field("interrupt", alias="onActiveRun")
 
     def native(self) -> ChatRequest:
         provider = self.provider

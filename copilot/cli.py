@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import ipaddress
 import logging
 import os
 import re
@@ -75,15 +74,6 @@ def setup_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 # --- secrets for dev ---------------------------------------------------------------------------
 
 
@@ -121,11 +111,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = Settings()
     host = args.host or settings.host
     port = args.port or settings.port
-    if settings.dev_mode and not _is_loopback(host):
-        raise SettingsError(
-            f"Refusing to listen on {host} without COPILOT_API_KEY: development mode (no auth) "
-            "is loopback only. Set COPILOT_API_KEY or use --host 127.0.0.1."
-        )
+    settings.check_listen(host)
     settings.require_runtime()
     setup_logging(settings.log_level)
     uvicorn.run(
@@ -358,8 +344,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     host = settings.host
     port = args.port or settings.port
-    if settings.dev_mode and not _is_loopback(host):
-        raise SettingsError("development mode (no COPILOT_API_KEY) listens on loopback only")
+    settings.check_listen(host)
     require_port(port, "API", "PORT or --port")
 
     def say(msg: str) -> None:

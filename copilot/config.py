@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     max_turns: int = Field(25, validation_alias="MAX_TURNS", ge=1, le=200)
     confirmation_timeout_s: int = Field(600, validation_alias="CONFIRMATION_TIMEOUT", ge=1)
     client_tool_timeout_s: int = Field(600, validation_alias="CLIENT_TOOL_TIMEOUT", ge=1)
+    host_rejoin_grace_s: int = Field(15, validation_alias="SIM_REJOIN_GRACE", ge=0, le=3600)
     tool_heartbeat_timeout_s: int = Field(
         5, validation_alias="TOOL_HEARTBEAT_TIMEOUT", ge=2, le=300
     )

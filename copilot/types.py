@@ -120,6 +120,17 @@ class ChatRunInput:
     non_idempotent_tools: list[str] = field(default_factory=list)
     # A tool activity silent this long is lost with its worker (0: runs started before it).
     tool_heartbeat_timeout_s: int = 0
+    # Sim's route: events follow Sim's own client code (server tools as already handled, a
+    # retried turn continues after the text already shown instead of ``turn_reset``).
+    sim_protocol: bool = False
+    # Sim's route: how long a run waits for a closed stream to be reopened (the same message
+    # resubmitted) before its waits for the host's tool results end.
+    host_rejoin_grace_s: int = 15
+
+
+@dataclass
+class HostDetachedInput:
+    reason: str = "the host closed its stream"
 
 
 @dataclass
@@ -168,6 +179,8 @@ class StreamTurnInput:
     # Upstream backends: the host's workflow and the run's user message id (Sim's messageId:
     # an upstream that is idempotent on it resumes its first run when this turn is retried).
     user_message_id: str = ""
+    # Sim's route: a retried attempt continues after the text already shown (no turn_reset).
+    sim_protocol: bool = False
 
 
 @dataclass

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
@@ -85,11 +86,20 @@ def _script(tool_args: dict[str, Any]) -> list[dict[str, object]]:
 
 
 async def _b_run(pair: Pair, user: str, chat_id: str) -> dict[str, Any]:
-    """B's view of the chat A created there (B runs it under A's service key)."""
+    """B's view of the chat A created there (B runs it under A's service key). Its id there
+    is derived from the chat's uid in A, not from A's (caller-chosen) chat id."""
+    conn = await asyncpg.connect(pair.a.services.database_url)
+    try:
+        uid = await conn.fetchval(
+            "SELECT uid FROM chats WHERE id = $1 AND user_id = $2", chat_id, user
+        )
+    finally:
+        await conn.close()
+    assert uid is not None
     async with httpx.AsyncClient(base_url=pair.b.api_url, timeout=30) as b:
         headers = {"x-api-key": pair.service_key}
         chat = await b.get(
-            f"/api/copilot/chats/{upstream_chat_id(chat_id)}",
+            f"/api/copilot/chats/{upstream_chat_id(uid)}",
             params={"userId": user},
             headers=headers,
         )

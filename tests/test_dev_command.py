@@ -293,3 +293,24 @@ def test_api_outside_dev_refuses_to_start_without_secrets() -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "ENCRYPTION_KEY is not set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [(None, "without COPILOT_API_KEY"), ("x", "shorter than 32 characters")],
+    ids=["dev-mode", "short-key"],
+)
+def test_api_beyond_loopback_refuses_dev_mode_and_short_admin_keys(
+    key: str | None, message: str
+) -> None:
+    """Checked before anything binds: no socket is opened on a non-loopback address."""
+    env = {k: v for k, v in os.environ.items() if k != "COPILOT_API_KEY"}
+    if key is not None:
+        env["COPILOT_API_KEY"] = key
+    result = subprocess.run(
+        [sys.executable, "-m", "copilot.cli", "api", "--host", "0.0.0.0",
+         "--port", str(free_port())],
+        capture_output=True, text=True, timeout=30, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ChatRunResult,
         DecisionInput,
         DecisionResult,
+        HostDetachedInput,
         MarkCompleteInput,
         PublishEventsInput,
         RunState,
@@ -70,6 +71,8 @@ class ChatWorkflow(BackendSteps):
                 await asyncio.gather(*self._background)
         finally:
             timer.cancel()
+            for wait in self._background_waits:
+                wait.cancel()
         if self._stop is not None:
             self._status = self._stop
             for tool in self._tools.values():
@@ -120,7 +123,9 @@ class ChatWorkflow(BackendSteps):
             }
         ]
         if input.new_chat:
-            events.append({"type": EV_CHAT_ID, "chatId": input.chat_id})
+            # Browsers read chatId; Sim's server side reads data.chatId.
+            events.append({"type": EV_CHAT_ID, "chatId": input.chat_id,
+                           "data": {"chatId": input.chat_id}})  # fmt: skip
         return events
 
     # --- the end ------------------------------------------------------------------------------
@@ -177,6 +182,7 @@ class ChatWorkflow(BackendSteps):
             events.append(
                 {
                     "type": EV_ERROR,
+                    "error": self._error,  # where Sim's browser reads the text it shows
                     "data": {"message": self._error, "code": self._error_code, "retryable": False},
                 }
             )
@@ -245,6 +251,26 @@ class ChatWorkflow(BackendSteps):
             raise ApplicationError("no such host-executed tool call", type="not_found")
         if not tool.waiting_host or tool.host_result is not None:
             raise ApplicationError(f"tool call is not waiting ({tool.status})", type="not_waiting")
+
+    @workflow.signal
+    async def host_detached(self, info: HostDetachedInput) -> None:
+        """A Sim stream of this run closed before ``done``. Sim itself never rejoins, so once
+        no stream is open for the grace period nobody is left to report the host's tool
+        results: their waits end then, not at CLIENT_TOOL_TIMEOUT. (An upstream caller that
+        resubmits the same message within the grace reattaches; see ``host_attached``.)"""
+        self._host_streams -= 1
+        if self._host_streams <= 0 and self._input is not None:
+            grace = self._input.host_rejoin_grace_s
+            self._background_waits.append(asyncio.create_task(self._detach_after(grace)))
+
+    @workflow.signal
+    async def host_attached(self, info: HostDetachedInput) -> None:
+        self._host_streams += 1
+
+    async def _detach_after(self, grace_s: int) -> None:
+        await asyncio.sleep(grace_s)
+        if self._host_streams <= 0:
+            self._host_detached = True
 
     @workflow.update
     async def abort(self, request: AbortInput) -> AbortResult:

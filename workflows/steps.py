@@ -103,6 +103,9 @@ class RunSteps:
         self._backend_live = False
         self._outbox: list[dict[str, Any]] = []
         self._abandon_waits = False
+        self._host_detached = False  # Sim's route: no stream open for the rejoin grace
+        self._host_streams = 1  # Sim streams open on this run (the one that started it)
+        self._background_waits: list[asyncio.Task[None]] = []
 
     async def _llm_turn(
         self,
@@ -118,6 +121,7 @@ class RunSteps:
             self._llm = workflow.start_activity(
                 activity,
                 StreamTurnInput(
+                    sim_protocol=input.sim_protocol,
                     run_id=input.run_id,
                     chat_id=input.chat_id,
                     tenant_id=input.tenant_id,
@@ -317,7 +321,7 @@ class RunSteps:
         started = workflow.now()
         try:
             await workflow.wait_condition(
-                lambda: tool.host_result is not None or self._waits_over(),
+                lambda: tool.host_result is not None or self._waits_over() or self._host_detached,
                 timeout=timedelta(seconds=input.client_tool_timeout_s),
             )
         except TimeoutError:
@@ -329,6 +333,9 @@ class RunSteps:
         tool.waiting_host = False
         done = tool.host_result
         if done is None:
+            if self._host_detached and self._stop is None and not self._abandon_waits:
+                message = f"the host closed its stream before reporting {call.name}"
+                tool.outcome = ToolOutcome(call.id, call.name, "error", error=message)
             return
         elapsed = int((workflow.now() - started).total_seconds() * 1000)
         if 200 <= done.status < 300:
@@ -354,18 +361,24 @@ class RunSteps:
     # --- events -------------------------------------------------------------------------------
 
     def _call_event(self, tool: ToolState) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": tool.call.id,
+            "name": tool.call.name,
+            "arguments": tool.call.arguments,
+            "executor": tool.executor,
+            "requiresConfirmation": tool.requires_confirmation,
+            "status": "pending",
+        }
+        if tool.executor == "server" and self._input is not None and self._input.sim_protocol:
+            # Sim's code runs every complete tool_call itself ("Tool not found" for ours, then
+            # our real result dropped as a duplicate); one marked partial it records and
+            # leaves to the backend, whose tool_result then completes it.
+            data["partial"] = True
         return {
             "type": EV_TOOL_CALL,
             "toolCallId": tool.call.id,
             "toolName": tool.call.name,
-            "data": {
-                "id": tool.call.id,
-                "name": tool.call.name,
-                "arguments": tool.call.arguments,
-                "executor": tool.executor,
-                "requiresConfirmation": tool.requires_confirmation,
-                "status": "pending",
-            },
+            "data": data,
         }
 
     def _status_event(self, tool: ToolState, status: str) -> dict[str, Any]:

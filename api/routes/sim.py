@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
@@ -12,11 +15,14 @@ from api.deps import ClientIpDep, PrincipalDep, ReadLimit, SessionDep, StateDep
 from api.runs import start_chat_run, stream_token_for
 from api.schemas import SimChatRequest
 from api.sse import run_frames, sse_response
+from api.state import AppState
 from copilot.errors import NotFound
 from copilot.providers.registry import context_window
 from copilot.store import repo
+from copilot.types import HostDetachedInput
 
 router = APIRouter(tags=["sim"])
+log = logging.getLogger("copilot.api")
 
 
 @router.post(
@@ -28,13 +34,45 @@ async def chat_completion_streaming(
 ) -> StreamingResponse:
     native = body.native()
     run = await start_chat_run(
-        state, principal, native, interactive=True, host_executed=True, client_ip=ip
+        state, principal, native, interactive=True, sim_protocol=True, client_ip=ip
     )
-    frames = run_frames(state, run.run_id, after=0, ping_s=state.settings.sse_ping_s)
+    if not run.created:  # the same message again: a caller rejoining its run
+        await _signal(state, run.run_id, "host_attached")
+    frames = _detach_on_close(
+        state, run.run_id, run_frames(state, run.run_id, after=0, ping_s=state.settings.sse_ping_s)
+    )
     token = stream_token_for(state, principal, run)
     return sse_response(
         frames, {"X-Stream-Token": token, "X-Run-Id": run.run_id, "X-Chat-Id": run.chat_id}
     )
+
+
+_detaching: set[asyncio.Task[None]] = set()
+
+
+async def _detach_on_close(
+    state: AppState, run_id: str, frames: AsyncIterator[str]
+) -> AsyncIterator[str]:
+    """Sim reads one stream per run and has no rejoin: when it closes before ``done``, the
+    run's waits for Sim's tool results end at once instead of at CLIENT_TOOL_TIMEOUT."""
+    finished = False
+    try:
+        async for frame in frames:
+            if "\nevent: done\n" in frame:
+                finished = True
+            yield frame
+    finally:
+        if not finished:
+            task = asyncio.create_task(_signal(state, run_id, "host_detached"))
+            _detaching.add(task)  # keep a reference until it ran (the stream is gone)
+            task.add_done_callback(_detaching.discard)
+
+
+async def _signal(state: AppState, run_id: str, name: str) -> None:
+    try:
+        await state.temporal.get_workflow_handle(run_id).signal(name, HostDetachedInput())
+    except Exception as exc:  # the run may have just finished; nothing is waiting then
+        log.info("run %s: %s not delivered (%s)", run_id, name, exc)
 
 
 class ContextUsageBody(BaseModel):

@@ -118,6 +118,11 @@ class AnthropicProvider:
         self._thinking_budget = max(thinking_budget, MIN_THINKING_BUDGET) if thinking_budget else 0
         self._clients = ClientCache[anthropic.AsyncAnthropic]()
 
+    @property
+    def supports_prefill(self) -> bool:
+        # A final assistant message is continued exactly, but not with extended thinking on.
+        return not self._thinking_budget
+
     def _client(self, request: TurnRequest) -> anthropic.AsyncAnthropic:
         creds = request.credentials
         return self._clients.get(

@@ -144,6 +144,11 @@ class Provider(Protocol):
     supports_tools: ClassVar[bool]
     supports_reasoning: ClassVar[bool]
 
+    @property
+    def supports_prefill(self) -> bool:
+        """Does it continue a final assistant message exactly (a retried turn resumes)?"""
+        ...
+
     async def stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput: ...
 
 

@@ -103,6 +103,7 @@ class OllamaProvider:
     label: ClassVar[str] = "Ollama"
     supports_tools: ClassVar[bool] = True
     supports_reasoning: ClassVar[bool] = True
+    supports_prefill: ClassVar[bool] = False
 
     def __init__(self, *, new_tool_id: Any) -> None:
         self._new_tool_id = new_tool_id

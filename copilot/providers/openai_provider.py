@@ -69,6 +69,7 @@ class OpenAIProvider:
     label: ClassVar[str] = "OpenAI"
     supports_tools: ClassVar[bool] = True
     supports_reasoning: ClassVar[bool] = True
+    supports_prefill: ClassVar[bool] = False
 
     def __init__(self, *, new_tool_id: Any) -> None:
         self._new_tool_id = new_tool_id

@@ -1,0 +1,126 @@
+"""What one LLM turn writes to the event log, delta by delta.
+
+- Reasoning is bracketed: ``reasoning {phase: "start"}`` before its first chunk and
+  ``{phase: "end"}`` before whatever follows it (text, a tool call, the turn's end). Sim's
+  browser opens a thinking block on ``start`` and keeps every later chunk in it until ``end``;
+  without the end, the visible answer would vanish into the thinking block.
+- On Sim's route a retried attempt does not ``turn_reset`` (Sim knows no such event, so it
+  would show the turn twice): it continues after the text the earlier attempts showed. A
+  provider that accepts an assistant prefill continues that text exactly; otherwise the new
+  attempt's text is written from where it stops repeating what was shown. Either way the
+  turn's content is exactly what was shown, and that is what gets persisted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from activities.writer import TurnWriter
+from copilot.events.log import EventLog
+from copilot.providers.base import Delta
+from copilot.types import EV_CONTENT, EV_REASONING, EV_TOOL_GENERATING
+
+
+@dataclass
+class Shown:
+    """What earlier attempts of this turn put in front of the client."""
+
+    text: str = ""
+    reasoning_open: bool = False
+
+
+async def shown_so_far(log: EventLog, run_id: str, turn: int, seq_start: int) -> Shown:
+    shown = Shown()
+    parts: list[str] = []
+    after = seq_start - 1
+    while batch := await log.read_after(run_id, after):
+        for entry in batch:
+            event = entry.event
+            if event.get("turn") != turn or "subagent" in event:
+                continue
+            if event.get("type") == EV_CONTENT:
+                parts.append(str(event.get("data", "")))
+            elif event.get("type") == EV_REASONING and "phase" in event:
+                shown.reasoning_open = event["phase"] == "start"
+        after = batch[-1].seq
+    shown.text = "".join(parts)
+    return shown
+
+
+class TurnEvents:
+    """Turns a provider's deltas into this turn's events (see the module docstring)."""
+
+    def __init__(self, writer: TurnWriter, turn: int, shown: Shown | None = None,
+                 *, prefilled: bool = False, sim: bool = False) -> None:  # fmt: skip
+        self._writer = writer
+        self._turn = turn
+        self._sim = sim
+        self._shown = shown or Shown()
+        self._reasoning = self._shown.reasoning_open
+        # Text the new attempt is expected to repeat, dropped while it does. With a prefill
+        # the provider continues after the shown text minus its trailing whitespace (a
+        # prefill may not end in whitespace), so only that whitespace may come again.
+        text = self._shown.text
+        self._repeat = text[len(text.rstrip()) :] if prefilled else text
+        self._written: list[str] = []
+
+    @property
+    def content(self) -> str:
+        """The turn's whole text as clients saw it: earlier attempts' and this one's."""
+        return self._shown.text + "".join(self._written)
+
+    async def __call__(self, delta: Delta) -> None:
+        turn = self._turn
+        if delta.kind == "reasoning":
+            events = [] if self._reasoning else [self._phase("start")]
+            self._reasoning = True
+            events.append({"type": EV_REASONING, "data": delta.text, "turn": turn})
+            await self._writer.write(events)
+            return
+        events = self._end_reasoning()
+        text = ""
+        if delta.kind == "content":
+            text = self._unseen(delta.text)
+            if text:
+                events.append({"type": EV_CONTENT, "data": text, "turn": turn})
+                self._written.append(text)
+        elif delta.kind == "tool_generating":
+            events.append({"type": EV_TOOL_GENERATING, "toolCallId": delta.tool_call_id,
+                           "toolName": delta.tool_name, "turn": turn})  # fmt: skip
+        await self._writer.write(events, text=text)
+
+    async def close(self) -> None:
+        """The turn's stream ended: close an open thinking block."""
+        await self._writer.write(self._end_reasoning())
+
+    def _end_reasoning(self) -> list[dict[str, Any]]:
+        if not self._reasoning:
+            return []
+        self._reasoning = False
+        return [self._phase("end")]
+
+    def _phase(self, phase: str) -> dict[str, Any]:
+        event: dict[str, Any] = {"type": EV_REASONING, "phase": phase, "turn": self._turn}
+        if self._sim:
+            # Sim's browser reads ``phase`` at the top level, its server side inside ``data``
+            # (native clients read ``data`` of reasoning as text: only Sim's route has it).
+            event["data"] = {"phase": phase}
+        return event
+
+    def _unseen(self, text: str) -> str:
+        """The part of ``text`` not already shown."""
+        repeat = self._repeat
+        if not repeat:
+            return text
+        same = 0
+        limit = min(len(text), len(repeat))
+        while same < limit and text[same] == repeat[same]:
+            same += 1
+        if same == len(text):  # all of it repeats what was shown
+            self._repeat = repeat[same:]
+            return ""
+        # Past the shown text, or the new attempt says something else: what was shown stays
+        # (it cannot be taken back), the rest is written after it.
+        self._repeat = ""
+        return text[same:]
