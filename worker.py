@@ -24,6 +24,7 @@ from copilot.config import Settings
 from copilot.crypto import Keyring
 from copilot.events.log import EventLog
 from copilot.providers.registry import ProviderRegistry
+from copilot.store.catalogs import CatalogCache
 from copilot.store.engine import make_engine, make_sessionmaker
 from copilot.temporal import connect
 from copilot.tools.registry import ToolRegistry
@@ -64,7 +65,9 @@ async def serving(
     sessions = make_sessionmaker(engine)
     tool_registry = ToolRegistry(settings.extra_tool_modules)
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.client_tool_timeout_s, connect=10))
+    catalogs = CatalogCache(sessions)
     llm = LlmActivities(
+        catalogs=catalogs,
         sessions=sessions,
         event_log=event_log,
         providers=ProviderRegistry(settings),
@@ -76,6 +79,8 @@ async def serving(
     chats = ChatActivities(sessions, event_log)
     events = EventActivities(event_log)
     tools = ToolActivities(
+        catalogs=catalogs,
+        result_inline_bytes=settings.tool_result_inline_bytes,
         registry=tool_registry,
         sessions=sessions,
         http=http,
@@ -91,6 +96,7 @@ async def serving(
         http=http,
         temporal=client,
         tools=tool_registry,
+        catalogs=catalogs,
         base_url=settings.copilot_backend_url,
         api_key=(
             settings.copilot_backend_api_key.get_secret_value()
@@ -114,6 +120,7 @@ async def serving(
             tools.execute_server_tool,
             tools.delegate_client_tool,
             tools.record_tool_calls,
+            tools.search_tool_catalog,
             backend.stream_backend_turn,
             backend.claim_backend_log,
             backend.report_backend_tool,

@@ -42,6 +42,7 @@ from copilot.providers.backend import (
 from copilot.providers.base import ProviderError, parse_retry_after, status_error
 from copilot.providers.sse import SseDecoder
 from copilot.store import repo
+from copilot.store.catalogs import CatalogCache
 from copilot.store.models import Chat, Message
 from copilot.tools.registry import ToolRegistry
 from copilot.types import (
@@ -75,7 +76,9 @@ class BackendActivities:
         base_url: str | None,
         api_key: str | None,
         read_timeout_s: float,
+        catalogs: CatalogCache | None = None,
     ) -> None:
+        self._catalogs = catalogs
         self._sessions = sessions
         self._log = event_log
         self._http = http
@@ -207,7 +210,7 @@ class BackendActivities:
             chat = await repo.get_chat(
                 session, tenant_id=input.tenant_id, user_id=input.user_id, chat_id=input.chat_id
             )
-        tools = [
+        tools: list[dict[str, Any]] = [
             {"name": t.name, "description": t.description, "input_schema": t.input_schema}
             for t in self._tools.specs()
         ]
@@ -217,6 +220,14 @@ class BackendActivities:
             for t in input.client_tools
             if t.name not in declared
         ]
+        if input.tool_catalog and self._catalogs is not None:
+            # An upstream backend takes the whole set (Sim's does, deferring them itself).
+            catalog = await self._catalogs.get(input.tool_catalog)
+            tools += [
+                {**t.to_json(), "defer_loading": True}
+                for t in catalog.values()
+                if t.name not in declared
+            ]
         user = (
             input.user_id if input.tenant_id == "default" else f"{input.tenant_id}:{input.user_id}"
         )

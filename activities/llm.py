@@ -28,6 +28,8 @@ from copilot.providers.base import (
 )
 from copilot.providers.registry import ProviderRegistry
 from copilot.store import keys, repo
+from copilot.store.catalogs import CatalogCache
+from copilot.tools.catalog import SEARCH_SCHEMA, SEARCH_TOOL, search_description
 from copilot.tools.registry import ToolRegistry
 from copilot.types import (
     StreamTurnInput,
@@ -45,6 +47,7 @@ class LlmActivities:
     def __init__(
         self,
         *,
+        catalogs: CatalogCache,
         sessions: async_sessionmaker[AsyncSession],
         event_log: EventLog,
         providers: ProviderRegistry,
@@ -53,6 +56,7 @@ class LlmActivities:
         keyring: Keyring,
         allow_private_urls: bool = False,
     ) -> None:
+        self._catalogs = catalogs
         self._keyring = keyring
         self._allow_private_urls = allow_private_urls
         self._sessions = sessions
@@ -90,7 +94,7 @@ class LlmActivities:
                     messages=messages,
                     credentials=await self._credentials(input),
                     system=SYSTEM_PROMPT,
-                    tools=self._offered_tools(input),
+                    tools=await self._offered_tools(input),
                     timeout_s=self._timeout_s,
                 )
                 output = await provider.stream_turn(request, emit)
@@ -108,10 +112,18 @@ class LlmActivities:
             blocks=output.blocks,
         )
 
-    def _offered_tools(self, input: StreamTurnInput) -> list[ToolSpec]:
+    async def _offered_tools(self, input: StreamTurnInput) -> list[ToolSpec]:
         if not input.offer_tools:
             return []
         client = [ToolSpec(t.name, t.description, t.input_schema) for t in input.client_tools]
+        if input.tool_catalog:
+            # The catalog is offered through a search; what it found is offered by name.
+            client.append(ToolSpec(SEARCH_TOOL, search_description(input.tool_catalog_size),
+                                   SEARCH_SCHEMA))  # fmt: skip
+            catalog = await self._catalogs.get(input.tool_catalog)
+            for name in input.loaded_tools:
+                if (tool := catalog.get(name)) is not None:
+                    client.append(ToolSpec(tool.name, tool.description, tool.input_schema))
         declared = {t.name for t in client}
         return [t for t in self._tools.specs() if t.name not in declared] + client
 

@@ -22,10 +22,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from copilot.store import catalogs
+from copilot.store.catalogs import CatalogCache
 from copilot.store.models import ToolCallRow
 from copilot.tools.base import ToolFailed
+from copilot.tools.catalog import SEARCH_LIMIT_DEFAULT, bounded_view, search
 from copilot.tools.registry import ToolRegistry
-from copilot.types import ExecuteToolInput, RecordToolCallsInput, ToolOutcome
+from copilot.types import (
+    SEARCH_TOOL,
+    ExecuteToolInput,
+    RecordToolCallsInput,
+    SearchCatalogInput,
+    ToolOutcome,
+)
 
 T = TypeVar("T")
 
@@ -56,6 +65,8 @@ class ToolActivities:
     def __init__(
         self,
         *,
+        catalogs: CatalogCache,
+        result_inline_bytes: int,
         registry: ToolRegistry,
         sessions: async_sessionmaker[AsyncSession],
         http: httpx.AsyncClient,
@@ -63,6 +74,8 @@ class ToolActivities:
         sim_app_api_key: str | None,
         max_result_bytes: int,
     ) -> None:
+        self._catalogs = catalogs
+        self._inline_bytes = result_inline_bytes
         self._registry = registry
         self._sessions = sessions
         self._http = http
@@ -112,7 +125,9 @@ class ToolActivities:
             raise ApplicationError(f"host app answered {resp.status_code}")  # retryable
         if len(resp.content) > self._max_result_bytes:
             return ToolOutcome(input.tool_call_id, input.name, "error",
-                               error=f"the tool result exceeds {self._max_result_bytes} bytes",
+                               error=f"the tool's result ({len(resp.content)} bytes) is over "
+                                     f"the {self._max_result_bytes} bytes accepted "
+                                     "(MAX_TOOL_RESULT_BYTES)",
                                duration_ms=_elapsed_ms(started))  # fmt: skip
         payload: Any
         try:
@@ -129,7 +144,33 @@ class ToolActivities:
                                error=str(payload.get("error", "the tool failed")),
                                duration_ms=_elapsed_ms(started))  # fmt: skip
         result = payload.get("result", payload) if isinstance(payload, dict) else payload
-        return ToolOutcome(input.tool_call_id, input.name, "success", result=result,
+        view, size, cut = bounded_view(result, inline_bytes=self._inline_bytes)
+        if cut:
+            async with self._sessions.begin() as session:
+                await catalogs.save_result(
+                    session, tool_call_id=input.tool_call_id, run_id=input.run_id,
+                    tenant_id=input.tenant_id, user_id=input.user_id, size=size, data=result,
+                )  # fmt: skip
+        return ToolOutcome(input.tool_call_id, input.name, "success", result=view,
+                           duration_ms=_elapsed_ms(started))  # fmt: skip
+
+    @activity.defn
+    async def search_tool_catalog(self, input: SearchCatalogInput) -> ToolOutcome:
+        """``search_integration_tools``: matches from the run's catalog, with their schemas
+        (the workflow then offers them by name)."""
+        started = time.monotonic()
+        query = str(input.arguments.get("query") or "").strip()
+        if not query:
+            return ToolOutcome(input.tool_call_id, SEARCH_TOOL, "error",
+                               error="query is required: say what the tool should do")  # fmt: skip
+        raw_limit = input.arguments.get("limit")
+        limit = raw_limit if isinstance(raw_limit, int) else SEARCH_LIMIT_DEFAULT
+        catalog = await self._catalogs.get(input.catalog)
+        found = search(list(catalog.values()), query, limit)
+        result: dict[str, Any] = {"tools": [t.to_json() for t in found]}
+        if not found:
+            result["note"] = "No tool matched; try other words (the service's name, the action)."
+        return ToolOutcome(input.tool_call_id, SEARCH_TOOL, "success", result=result,
                            duration_ms=_elapsed_ms(started))  # fmt: skip
 
     @activity.defn

@@ -16,7 +16,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.errors import install_error_handlers
 from api.hosts import LoopbackHostsOnly
-from api.limits import BodyLimit
+from api.limits import BodyLimit, RouteLimit
 from api.metrics import Metrics, RequestMetrics
 from api.routes import apikeys, chat, chats, headless, health, keys, ops, runs, sim, tools
 from api.state import AppState
@@ -104,7 +104,17 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["content-type", "x-api-key", "last-event-id"],
             expose_headers=["x-stream-token", "x-run-id", "x-chat-id"],
         )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    sim_limit = settings.sim_max_body_bytes
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        routes={
+            "/api/chat-completion-streaming": RouteLimit(sim_limit, "SIM_MAX_BODY_BYTES"),
+            "/api/tools/mark-complete": RouteLimit(
+                sim_limit, "SIM_MAX_BODY_BYTES", on_overflow=tools.fail_oversized_result
+            ),
+        },
+    )
     app.add_middleware(RequestMetrics, metrics=metrics)
     if settings.dev_mode:
         app.add_middleware(LoopbackHostsOnly)  # outermost: before anything else runs

@@ -17,13 +17,14 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from api.schemas import ChatRequest
+from api.schemas import ChatRequest, ClientTool
 from api.state import AppState
 from copilot import search
 from copilot.auth import Principal, issue_stream_token, key_ref
 from copilot.errors import Conflict, RateLimited, Unavailable
 from copilot.providers.registry import route_model
-from copilot.store import repo
+from copilot.store import catalogs, repo
+from copilot.tools.catalog import CatalogTool
 from copilot.types import RUN_RUNNING, AbortInput, AbortResult, ChatRunInput, ToolSpecData
 
 log = logging.getLogger("copilot.api")
@@ -112,6 +113,8 @@ async def _start(
     settings = state.settings
     user_id = principal.acting_user(body.user_id)
     route = route_model(body.model, body.provider, settings)
+    # Before the run's row exists: a failure here leaves no run without a workflow.
+    offered, catalog = await _tool_catalog(state, body.client_tools())
     async with state.sessions.begin() as session:
         started = await repo.start_run(
             session,
@@ -144,8 +147,10 @@ async def _start(
             run_timeout_s=settings.run_timeout_s,
             client_tools=[
                 ToolSpecData(t.name, t.description, t.input_schema, t.requires_confirmation)
-                for t in body.client_tools()
+                for t in offered
             ],
+            tool_catalog=catalog[0] if catalog else None,
+            tool_catalog_size=catalog[1] if catalog else 0,
             host_executed=sim_protocol,
             delegate_client_tools=bool(settings.sim_app_url) and not sim_protocol,
             sim_protocol=sim_protocol,
@@ -210,6 +215,26 @@ async def _start(
         log.info("run %s started (%s/%s)", run.id, route.provider, route.model)
     return StartedRun(run_id=run.id, chat_id=run.chat_id, user_id=user_id,
                       created=started.created, tenant_id=principal.tenant_id)  # fmt: skip
+
+
+async def _tool_catalog(
+    state: AppState, tools: list[ClientTool]
+) -> tuple[list[ClientTool], tuple[str, int] | None]:
+    """(the tools offered up front, (the catalog's key, its size) for the rest, if any).
+
+    Deferred tools, and any beyond MAX_OFFERED_TOOLS, are kept by reference: stored once
+    under the hash of their content, never in workflow input or history."""
+    offered = [t for t in tools if not t.defer_loading]
+    deferred = [t for t in tools if t.defer_loading]
+    limit = state.settings.max_offered_tools
+    if len(offered) > limit:
+        offered, deferred = offered[:limit], offered[limit:] + deferred
+    if not deferred:
+        return offered, None
+    entries = [CatalogTool(t.name, t.description, t.input_schema) for t in deferred]
+    async with state.sessions.begin() as session:
+        key = await catalogs.save_catalog(session, tools=entries)
+    return offered, (key, len(entries))
 
 
 def stream_token_for(state: AppState, principal: Principal, run: StartedRun) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 Mode = Literal["agent", "build", "plan", "ask", "chat"]
 ProviderField = Literal["anthropic", "openai", "ollama", "copilot-backend"]
+MAX_INTEGRATION_TOOLS = 5000
 
 
 class ClientTool(BaseModel):
@@ -19,6 +20,11 @@ class ClientTool(BaseModel):
         default_factory=lambda: {"type": "object"}, alias="inputSchema"
     )
     requires_confirmation: bool = Field(False, alias="requiresConfirmation")
+    # Sim marks its integration tools so: found through search_integration_tools, not offered
+    # up front (copilot/tools/catalog.py).
+    defer_loading: bool = Field(
+        False, validation_alias=AliasChoices("defer_loading", "deferLoading")
+    )
 
 
 class ChatRequest(BaseModel):
@@ -43,8 +49,9 @@ class ChatRequest(BaseModel):
     timeout: int = Field(300_000, ge=1, le=3_600_000)
     wait: bool = True
     conversation_id: str | None = Field(None, alias="conversationId", max_length=200)
+    # Sim's build mode sends its whole registry (~1,500 tools); they are kept by reference.
     integration_tools: list[ClientTool] = Field(
-        default_factory=list, alias="integrationTools", max_length=256
+        default_factory=list, alias="integrationTools", max_length=MAX_INTEGRATION_TOOLS
     )
     # Sim's extras: accepted; secrets in them never enter workflow input, events or logs.
     version: str | None = Field(None, max_length=50)

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     data_dir: str = Field(".copilot-data", validation_alias="COPILOT_DATA_DIR")
     cors_origins: str = Field("", validation_alias="CORS_ORIGINS")
     max_body_bytes: int = Field(1024 * 1024, validation_alias="MAX_BODY_BYTES")
+    # Sim's routes carry its whole tool registry (~1 MB in build mode) plus attachments, and
+    # its tool results (mark-complete) can be large: their own, larger limit.
+    sim_max_body_bytes: int = Field(16 * 1024 * 1024, validation_alias="SIM_MAX_BODY_BYTES")
 
     # --- secrets the server owns --------------------------------------------------------------
     encryption_key: SecretStr | None = Field(None, validation_alias="ENCRYPTION_KEY")
@@ -101,7 +104,13 @@ class Settings(BaseSettings):
     )
     tools_requiring_confirmation: str = Field("", validation_alias="TOOLS_REQUIRING_CONFIRMATION")
     extra_tool_modules: str = Field("", validation_alias="EXTRA_TOOL_MODULES")
-    max_tool_result_bytes: int = Field(256 * 1024, validation_alias="MAX_TOOL_RESULT_BYTES")
+    max_tool_result_bytes: int = Field(
+        8 * 1024 * 1024, validation_alias="MAX_TOOL_RESULT_BYTES", ge=1024
+    )
+    tool_result_inline_bytes: int = Field(
+        32 * 1024, validation_alias="TOOL_RESULT_INLINE_BYTES", ge=256
+    )
+    max_offered_tools: int = Field(64, validation_alias="MAX_OFFERED_TOOLS", ge=1, le=512)
     sim_app_url: str | None = Field(None, validation_alias="SIM_APP_URL")
     sim_app_api_key: SecretStr | None = Field(None, validation_alias="SIM_APP_API_KEY")
 

@@ -26,6 +26,9 @@ EV_SNAPSHOT = "snapshot"
 EV_ERROR = "error"
 EV_DONE = "done"
 
+# The server tool that searches a run's tool catalog (``copilot.tools.catalog``).
+SEARCH_TOOL = "search_integration_tools"
+
 # Run statuses, as stored and as reported by ``done``.
 RUN_RUNNING = "running"
 RUN_COMPLETED = "completed"
@@ -126,6 +129,9 @@ class ChatRunInput:
     # Sim's route: how long a run waits for a closed stream to be reopened (the same message
     # resubmitted) before its waits for the host's tool results end.
     host_rejoin_grace_s: int = 15
+    # Tools kept by reference (``copilot.tools.catalog``): the catalog's key and size.
+    tool_catalog: str | None = None
+    tool_catalog_size: int = 0
 
 
 @dataclass
@@ -181,6 +187,10 @@ class StreamTurnInput:
     user_message_id: str = ""
     # Sim's route: a retried attempt continues after the text already shown (no turn_reset).
     sim_protocol: bool = False
+    tool_catalog: str | None = None
+    tool_catalog_size: int = 0
+    # Catalog tools a search found: offered (schemas loaded from the catalog) this turn.
+    loaded_tools: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -294,6 +304,14 @@ class ExecuteToolInput:
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
     host_workflow_id: str | None = None
+
+
+@dataclass
+class SearchCatalogInput:
+    run_id: str
+    tool_call_id: str
+    catalog: str
+    arguments: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

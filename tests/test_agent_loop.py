@@ -130,11 +130,13 @@ async def test_host_executed_tool_via_mark_complete(
     assert result["result"] == {"blocks": [1, 2]}
     seen = await provider_requests(stack.provider, key)
     assert _tool_messages(seen[1])[0]["content"] == json.dumps({"blocks": [1, 2]})
-    too_big = await client.post(
+    # A result of Sim's size is accepted (kept by reference); this call no longer waits.
+    large = await client.post(
         "/api/tools/mark-complete",
         json={"id": call["id"], "name": "x", "status": 200, "data": "x" * 300_000},
     )
-    assert too_big.status_code == 413
+    assert large.status_code == 409
+    assert large.json()["code"] == "not_waiting"
 
 
 async def test_confirmation_accept_duplicate_and_late_decisions(

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         RUN_FAILED,
         RUN_RUNNING,
         RUN_TIMEOUT,
+        SEARCH_TOOL,
         ChatRunInput,
         ClaimLogInput,
         ExecuteToolInput,
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         PublishEventsInput,
         PublishEventsResult,
         RecordToolCallsInput,
+        SearchCatalogInput,
         StreamTurnInput,
         StreamTurnResult,
         ToolCallData,
@@ -61,6 +63,7 @@ TOOL_RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=["tool_failed"],
 )
+MAX_LOADED_TOOLS = 48  # catalog tools offered at once, after searches
 # A tool that must not run twice gets one attempt: after a crash its outcome is unknown.
 TOOL_ONCE = RetryPolicy(maximum_attempts=1)
 
@@ -106,6 +109,8 @@ class RunSteps:
         self._host_detached = False  # Sim's route: no stream open for the rejoin grace
         self._host_streams = 1  # Sim streams open on this run (the one that started it)
         self._background_waits: list[asyncio.Task[None]] = []
+        # Catalog tools a search found, offered by name from the next turn (oldest first).
+        self._loaded: list[str] = []
 
     async def _llm_turn(
         self,
@@ -122,6 +127,9 @@ class RunSteps:
                 activity,
                 StreamTurnInput(
                     sim_protocol=input.sim_protocol,
+                    tool_catalog=input.tool_catalog,
+                    tool_catalog_size=input.tool_catalog_size,
+                    loaded_tools=list(self._loaded),
                     run_id=input.run_id,
                     chat_id=input.chat_id,
                     tenant_id=input.tenant_id,
@@ -205,7 +213,8 @@ class RunSteps:
 
     def _new_tool(self, input: ChatRunInput, call: ToolCallData) -> ToolState:
         client = {t.name: t for t in input.client_tools}
-        is_server = call.name in input.server_tools and call.name not in client
+        searches = bool(input.tool_catalog) and call.name == SEARCH_TOOL
+        is_server = (call.name in input.server_tools or searches) and call.name not in client
         host_executed = not is_server and (input.host_executed or not input.delegate_client_tools)
         spec = client.get(call.name)
         needs = call.name in input.confirm_always or (
@@ -279,19 +288,28 @@ class RunSteps:
         # Delegated calls carry their id as an idempotency key, so the host dedupes a retry.
         once = tool.executor == "server" and call.name in input.non_idempotent_tools
         beat = input.tool_heartbeat_timeout_s
+        arg: Any = ExecuteToolInput(
+            run_id=input.run_id,
+            chat_id=input.chat_id,
+            tenant_id=input.tenant_id,
+            user_id=input.user_id,
+            tool_call_id=call.id,
+            name=call.name,
+            arguments=call.arguments,
+            host_workflow_id=input.host_workflow_id,
+        )
+        catalog = input.tool_catalog if call.name == SEARCH_TOOL else None
+        searching = tool.executor == "server" and catalog is not None
+        if catalog is not None and searching:
+            activity = "search_tool_catalog"
+            arg = SearchCatalogInput(
+                run_id=input.run_id, tool_call_id=call.id, catalog=catalog,
+                arguments=call.arguments,
+            )  # fmt: skip
         try:
             outcome: ToolOutcome = await workflow.execute_activity(
                 activity,
-                ExecuteToolInput(
-                    run_id=input.run_id,
-                    chat_id=input.chat_id,
-                    tenant_id=input.tenant_id,
-                    user_id=input.user_id,
-                    tool_call_id=call.id,
-                    name=call.name,
-                    arguments=call.arguments,
-                    host_workflow_id=input.host_workflow_id,
-                ),
+                arg,
                 result_type=ToolOutcome,
                 start_to_close_timeout=timedelta(seconds=input.client_tool_timeout_s),
                 # A crashed worker's tool is noticed in seconds, not at the start-to-close.
@@ -314,7 +332,20 @@ class RunSteps:
                 message = str(err)
             elapsed = int((workflow.now() - started).total_seconds() * 1000)
             outcome = ToolOutcome(call.id, call.name, "error", error=message, duration_ms=elapsed)
+        if searching and outcome.status == "success":
+            self._load_found(outcome.result)
         tool.outcome = outcome
+
+    def _load_found(self, result: Any) -> None:
+        """Offer what a catalog search found from the next turn on (bounded: oldest go)."""
+        found = result.get("tools", []) if isinstance(result, dict) else []
+        for entry in found:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str):
+                if name in self._loaded:
+                    self._loaded.remove(name)
+                self._loaded.append(name)
+        del self._loaded[:-MAX_LOADED_TOOLS]
 
     async def _wait_for_host(self, input: ChatRunInput, tool: ToolState) -> None:
         call = tool.call

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any, Literal
+import contextlib
+import re
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Scope
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from api.deps import PrincipalDep, ReadLimit, SessionDep, StateDep
+from api.deps import PrincipalDep, ReadLimit, SessionDep, StateDep, authenticate
+from api.state import AppState
+from copilot.auth import Principal
 from copilot.errors import AppError, Conflict, Forbidden, InvalidRequest, NotFound, TooLarge
-from copilot.store import repo
+from copilot.store import catalogs, repo
+from copilot.store.models import ToolCallRow
+from copilot.tools.catalog import bounded_view
 from copilot.types import DecisionInput, DecisionResult, MarkCompleteInput
 
 router = APIRouter(tags=["tools"], dependencies=[ReadLimit])
@@ -79,28 +86,91 @@ async def confirm(
 async def mark_complete(
     body: MarkCompleteBody, state: StateDep, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    if body.data is not None:
-        size = len(json.dumps(body.data))
-        if size > state.settings.max_tool_result_bytes:
-            raise TooLarge(
-                f"data is {size} bytes; the limit is {state.settings.max_tool_result_bytes} "
-                "(MAX_TOOL_RESULT_BYTES)"
-            )
+    row = await _host_call(state, session, principal, body.id)
+    settings = state.settings
+    data = body.data
+    if data is not None:
+        view, size, cut = bounded_view(data, inline_bytes=settings.tool_result_inline_bytes)
+        if size > settings.max_tool_result_bytes:
+            message = _over_limit(size, settings.max_tool_result_bytes)
+            await _complete(state, row, MarkCompleteInput(row.id, body.name, 413, message))
+            raise TooLarge(f"{message}; the tool call failed with that error")
+        if cut:
+            # Whole with the call; the run (history, events, the model) gets a bounded view.
+            await catalogs.save_result(session, tool_call_id=row.id, run_id=row.run_id,
+                                       tenant_id=row.tenant_id, user_id=row.user_id,
+                                       size=size, data=data)  # fmt: skip
+            data = view
+    await _complete(
+        state, row, MarkCompleteInput(row.id, body.name, body.status, body.message, data)
+    )
+    return {"success": True}
+
+
+def _over_limit(size: int, limit: int) -> str:
+    return f"the tool's result is {size} bytes, over the {limit} accepted (MAX_TOOL_RESULT_BYTES)"
+
+
+async def _host_call(
+    state: AppState, session: AsyncSession, principal: Principal, tool_call_id: str
+) -> ToolCallRow:
     if principal.kind not in ("service", "admin", "dev"):
         raise Forbidden("only the host app's service key may report tool results",
                         code="forbidden")  # fmt: skip
-    row = await repo.get_tool_call(session, tenant_id=principal.tenant_id, tool_call_id=body.id)
+    row = await repo.get_tool_call(
+        session, tenant_id=principal.tenant_id, tool_call_id=tool_call_id
+    )
     if row is None or not row.host_executed:
         raise NotFound("tool call not found", code="tool_call_not_found")
+    return row
+
+
+async def _complete(state: AppState, row: ToolCallRow, done: MarkCompleteInput) -> None:
     handle = state.temporal.get_workflow_handle(row.run_id)
     try:
-        await handle.execute_update(
-            "complete_tool",
-            MarkCompleteInput(
-                id=row.id, name=body.name, status=body.status, message=body.message, data=body.data
-            ),
-            result_type=bool,
-        )
+        await handle.execute_update("complete_tool", done, result_type=bool)
     except (WorkflowUpdateFailedError, RPCError) as exc:
         raise _update_error(exc, waiting_code="not_waiting") from None
-    return {"success": True}
+
+
+_CALL_ID = re.compile(rb'"id"\s*:\s*"(tc_[A-Za-z0-9_-]{1,60})"')
+
+
+async def fail_oversized_result(scope: Scope, prefix: bytes, limit: int) -> None:
+    """A mark-complete body over the route's limit: its tool fails at once, visibly (the host
+    may only log our 413, and the run would wait for the result until CLIENT_TOOL_TIMEOUT).
+    Ours are the only call ids (``tc_<uuid>``), and Sim sends ``id`` first."""
+    match = _CALL_ID.search(prefix)
+    if match is None:
+        return
+    state: AppState = scope["app"].state.copilot
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    principal = await authenticate(state, headers.get("x-api-key"), None)
+    async with state.sessions() as session:
+        row = await _host_call(state, session, principal, match.group(1).decode())
+    message = (
+        f"the tool's result is over {limit} bytes, more than this server accepts "
+        "(SIM_MAX_BODY_BYTES, MAX_TOOL_RESULT_BYTES)"
+    )
+    with contextlib.suppress(AppError):  # not waiting any more: nothing to fail
+        await _complete(state, row, MarkCompleteInput(row.id, "", 413, message))
+
+
+@router.get(
+    "/api/copilot/tool-calls/{tool_call_id}/result",
+    summary="A tool call's whole result, when it was too large to pass around",
+)
+async def tool_result(
+    tool_call_id: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    user_id: Annotated[str | None, Query(alias="userId")] = None,
+) -> dict[str, Any]:
+    acting = principal.acting_user(user_id)
+    row = await catalogs.get_result(
+        session, tenant_id=principal.tenant_id, user_id=acting, tool_call_id=tool_call_id
+    )
+    if row is None:
+        raise NotFound("no stored result for this tool call", code="tool_call_not_found")
+    return {"success": True, "toolCallId": row.tool_call_id, "runId": row.run_id,
+            "bytes": row.bytes, "result": row.data}  # fmt: skip

@@ -192,3 +192,30 @@ class ToolCallRow(Base):
     executor: Mapped[str] = mapped_column(String(16), nullable=False)
     host_executed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = _now()
+
+
+class ToolCatalog(Base):
+    """A large tool set, stored once under the hash of its content (``copilot.tools.catalog``)."""
+
+    __tablename__ = "tool_catalogs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tool_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    tools: Mapped[list[Any]] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class ToolResult(Base):
+    """A tool result too large to pass around: the model and the events get a bounded view."""
+
+    __tablename__ = "tool_results"
+
+    tool_call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        String(200), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    data: Mapped[Any] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
