@@ -33,8 +33,9 @@ from workflows.chat import ChatWorkflow
 log = logging.getLogger("copilot.worker")
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox, with the workflow's own step modules passed through.
+def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
+    """The sandbox, with the workflow's own step modules passed through (``strict``: the
+    full default sandbox, as the tests run it, so every workflow line is checked).
 
     The sandbox re-imports a workflow's module, and whatever it imports that is not passed
     through, for every new run: for our step mixins that was the worker's largest CPU cost
@@ -42,6 +43,8 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     again). They hold no state and call only ``temporalio.workflow``, so sharing them across
     runs is safe; ``workflows/chat.py`` itself is still loaded per run, as the SDK requires.
     """
+    if strict:
+        return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default)
     restrictions = SandboxRestrictions.default.with_passthrough_modules(
         "workflows.steps", "workflows.backend"
     )
@@ -111,7 +114,7 @@ async def serving(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[ChatWorkflow],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(strict=settings.strict_sandbox),
         activities=[
             llm.stream_llm_turn,
             chats.save_assistant_message,

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     temporal_task_queue: str = Field("copilot", validation_alias="TEMPORAL_TASK_QUEUE")
     # The API process also runs a worker and starts runs eagerly (see README, "Latency").
     api_worker: bool = Field(False, validation_alias="API_WORKER")
+    # Run workflows under Temporal's full default sandbox (every workflow line checked for
+    # non-determinism). Off: the stateless step modules pass through (faster, see
+    # worker.workflow_runner). The test suite always runs with it on.
+    strict_sandbox: bool = Field(False, validation_alias="STRICT_SANDBOX")
     temporal_tls_cert: str | None = Field(None, validation_alias="TEMPORAL_TLS_CERT")
     temporal_tls_key: str | None = Field(None, validation_alias="TEMPORAL_TLS_KEY")
     temporal_tls_ca: str | None = Field(None, validation_alias="TEMPORAL_TLS_CA")

@@ -114,6 +114,8 @@ def stack_env(services: Services, provider: FakeProviderServer, **extra: str) ->
             "DEFAULT_MODEL": "gpt-4o-mini",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            # Every workflow under the full sandbox: a non-deterministic call fails a test.
+            "STRICT_SANDBOX": "true",
         }
     )
     env.pop("COPILOT_API_KEY", None)

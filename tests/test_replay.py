@@ -25,8 +25,9 @@ HISTORIES = Path(__file__).parent / "histories"
 
 
 def _replayer() -> Replayer:
-    """Replays with the worker's own sandbox settings."""
-    return Replayer(workflows=[ChatWorkflow], workflow_runner=workflow_runner())
+    """Replays under the full default sandbox: every workflow line is checked, whatever
+    production passes through for speed."""
+    return Replayer(workflows=[ChatWorkflow], workflow_runner=workflow_runner(strict=True))
 
 
 async def _each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
