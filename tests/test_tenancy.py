@@ -159,6 +159,64 @@ async def test_user_keys_are_bound_to_their_user(world: World) -> None:
             assert (await c.get(admin_route, headers=_h(ADMIN))).status_code == 200
 
 
+async def test_sims_key_routes_in_sims_shapes(world: World) -> None:
+    """What Sim's key routes send and read (its app/api/copilot/api-keys and
+    app/api/mcp/copilot routes at 190f12fd77), with its service key acting for a Sim user."""
+    sim = _h(world.service_a)
+    async with httpx.AsyncClient(base_url=world.api, timeout=30) as c:
+
+        async def sims_list(headers: dict[str, str]) -> list[dict[str, Any]]:
+            resp = await c.post("/api/validate-key/get-api-keys", headers=headers,
+                                json={"userId": "carol"})  # fmt: skip
+            assert resp.status_code == 200, resp.text
+            listed: list[dict[str, Any]] = resp.json()  # a bare array
+            return listed
+
+        async def validate(target: str, headers: dict[str, str] = sim) -> httpx.Response:
+            return await c.post("/api/validate-key", headers=headers,
+                                json={"targetApiKey": target})  # fmt: skip
+
+        issued = (await c.post("/api/validate-key/generate", headers=sim,
+                               json={"userId": "carol", "name": "laptop"})).json()  # fmt: skip
+        key, key_id = issued["apiKey"], issued["id"]
+        [entry] = await sims_list(sim)
+        assert set(entry) == {"id", "apiKey", "name", "createdAt", "lastUsed"}
+        assert (entry["id"], entry["name"], entry["lastUsed"]) == (key_id, "laptop", None)
+        assert entry["apiKey"].startswith("sk-copilot-")
+        assert entry["apiKey"].endswith(key[-4:])
+        assert key[len("sk-copilot-") : -4] not in entry["apiKey"]  # masked
+        assert entry["createdAt"]
+
+        # Sim's MCP server asks whose key it was given; that is a use of the key.
+        valid = await validate(key)
+        assert valid.status_code == 200, valid.text
+        assert (valid.json()["ok"], valid.json()["userId"]) == (True, "carol")
+        [entry] = await sims_list(sim)
+        assert entry["lastUsed"] is not None
+        assert (await c.get("/api/copilot/chats", headers=_h(key))).status_code == 200
+        assert (await sims_list(sim))[0]["lastUsed"] == entry["lastUsed"]  # once a minute
+        for stranger in ("sk-copilot-nope", world.user_b1, world.service_a):
+            assert (await validate(stranger)).status_code == 401  # Sim: "invalid key"
+        assert (await validate(key, _h(world.user_a1))).status_code == 403
+
+        # Another tenant's Sim sees none of it; deleting names the user and Sim's apiKeyId.
+        assert await sims_list(_h(world.service_b)) == []
+        for headers, user in ((_h(world.service_b), "carol"), (sim, "alice")):
+            refused = await c.post("/api/validate-key/delete", headers=headers,
+                                   json={"userId": user, "apiKeyId": key_id})  # fmt: skip
+            assert refused.status_code == 404
+        deleted = await c.post("/api/validate-key/delete", headers=sim,
+                               json={"userId": "carol", "apiKeyId": key_id})  # fmt: skip
+        assert deleted.status_code == 200
+        assert deleted.json()["success"] is True
+        assert await sims_list(sim) == []
+        assert (await validate(key)).status_code == 401
+        # Without a userId, native clients keep their shape.
+        native = (await c.post("/api/validate-key/get-api-keys", headers=sim)).json()
+        assert native["success"] is True
+        assert {k["userId"] for k in native["keys"]} == {"alice", "bob"}
+
+
 async def test_key_management_rights_and_rotation(world: World) -> None:
     async with httpx.AsyncClient(base_url=world.api, timeout=30) as c:
         listed_a = await c.post("/api/validate-key/get-api-keys", headers=_h(world.service_a))
