@@ -9,6 +9,7 @@ text.
 from __future__ import annotations
 
 import asyncio
+import base64
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -137,9 +138,18 @@ class LlmActivities:
                 chat_id=input.chat_id,
                 run_id=input.run_id,
             )
-        messages: list[ConvMessage] = []
-        for row in rows:
-            messages.extend(blocks_to_conversation(row.role, row.blocks, row.content))
+            messages: list[ConvMessage] = []
+            for row in rows:
+                messages.extend(blocks_to_conversation(row.role, row.blocks, row.content))
+            files = [a for m in messages for a in m.attachments]
+            if files:  # the bytes are loaded here only, never carried through the workflow
+                data = await repo.attachment_data(
+                    session,
+                    run_ids=sorted({r.run_id for r in rows if r.run_id}),
+                    ids=[a.id for a in files],
+                )
+                for att in files:
+                    att.data = base64.b64encode(data.get(att.id, b"")).decode()
         messages.extend(blocks_to_conversation("assistant", turns_to_blocks(input.prior_turns), ""))
         return messages
 

@@ -20,6 +20,7 @@ from temporalio.service import RPCError
 from api.schemas import ChatRequest, ClientTool
 from api.state import AppState
 from copilot import search
+from copilot.attachments import MessageExtras, context_blocks, parse_attachments
 from copilot.auth import Principal, issue_stream_token, key_ref
 from copilot.errors import Conflict, RateLimited, Unavailable
 from copilot.providers.registry import route_model
@@ -114,6 +115,9 @@ async def _start(
     user_id = principal.acting_user(body.user_id)
     route = route_model(body.model, body.provider, settings)
     # Before the run's row exists: a failure here leaves no run without a workflow.
+    extras = MessageExtras(
+        blocks=context_blocks(body.context), attachments=parse_attachments(body.file_attachments)
+    )
     offered, catalog = await _tool_catalog(state, body.client_tools())
     async with state.sessions.begin() as session:
         started = await repo.start_run(
@@ -129,6 +133,7 @@ async def _start(
             mode=body.mode,
             response_id=body.conversation_id,
             interactive=interactive,
+            extras=extras,
         )
         run = started.run
     if started.created:

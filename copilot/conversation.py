@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from copilot.attachments import attachment_refs, render_user_message
 from copilot.providers.base import ConvMessage, ToolCall
 from copilot.types import ToolOutcome, TurnRecord
 
@@ -69,6 +70,9 @@ def blocks_to_conversation(
     role: str, blocks: list[dict[str, Any]], content: str
 ) -> list[ConvMessage]:
     """Expand one persisted message into provider-neutral messages."""
+    if role == "user":
+        return [ConvMessage(role="user", content=render_user_message(blocks, content),
+                            attachments=attachment_refs(blocks))]  # fmt: skip
     if role != "assistant" or not blocks:
         return [ConvMessage(role=role, content=content)] if content else []
     out: list[ConvMessage] = []

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import anthropic
 
+from copilot.attachments import IMAGE_TYPES, PDF, Attachment
 from copilot.providers.base import (
     TRANSPORT_ERRORS,
     ClientCache,
@@ -91,9 +92,40 @@ def to_anthropic_messages(messages: list[ConvMessage]) -> list[dict[str, Any]]:
             )
             if any(b["type"] in ("text", "tool_use") for b in blocks):
                 add("assistant", blocks)
+        elif msg.attachments:
+            add(
+                "user",
+                [
+                    *map(_anthropic_file, msg.attachments),
+                    *([{"type": "text", "text": msg.content}] if msg.content else []),
+                ],
+            )
         elif msg.content:
             add("user", [{"type": "text", "text": msg.content}])
     return out
+
+
+def _anthropic_file(att: Attachment) -> dict[str, Any]:
+    """Images and PDFs as Anthropic's own blocks, text files as text documents."""
+    if att.media_type in IMAGE_TYPES and att.data:
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": att.media_type, "data": att.data},
+        }
+    if att.media_type == PDF and att.data:
+        return {
+            "type": "document",
+            "source": {"type": "base64", "media_type": PDF, "data": att.data},
+        }
+    if (text := att.text()) is not None:
+        document: dict[str, Any] = {
+            "type": "document",
+            "source": {"type": "text", "media_type": "text/plain", "data": text},
+        }
+        if att.name:
+            document["title"] = att.name
+        return document
+    return {"type": "text", "text": att.note("Claude")}
 
 
 class _Block:
@@ -181,12 +213,21 @@ class AnthropicProvider:
                         block = event.content_block
                         blocks[event.index] = current = _Block(block.type, block.model_dump())
                         if block.type == "tool_use":
-                            current.call = ToolCall(id=self._new_tool_id(), name=block.name,
-                                                    arguments={}, provider_id=block.id)  # fmt: skip
+                            current.call = ToolCall(
+                                id=self._new_tool_id(),
+                                name=block.name,
+                                arguments={},
+                                provider_id=block.id,
+                            )
                             calls.append(current.call)
-                            await emit(Delta(kind="tool_generating", tool_name=block.name,
-                                             tool_index=len(calls) - 1,
-                                             tool_call_id=current.call.id))  # fmt: skip
+                            await emit(
+                                Delta(
+                                    kind="tool_generating",
+                                    tool_name=block.name,
+                                    tool_index=len(calls) - 1,
+                                    tool_call_id=current.call.id,
+                                )
+                            )
                         elif block.type == "text" and block.text:
                             current.parts.append(block.text)
                             await emit(Delta(kind="content", text=block.text))
@@ -274,8 +315,10 @@ def _usage(raw: Any, previous: Usage) -> Usage:
         for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
     outputs = getattr(raw, "output_tokens", None) or 0
-    return Usage(input_tokens=max(inputs, previous.input_tokens),
-                 output_tokens=max(outputs, previous.output_tokens))  # fmt: skip
+    return Usage(
+        input_tokens=max(inputs, previous.input_tokens),
+        output_tokens=max(outputs, previous.output_tokens),
+    )
 
 
 def _kept(block: _Block) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import httpx
 import httpx2
 
+from copilot.attachments import Attachment
 from copilot.types import Usage
 
 C = TypeVar("C")
@@ -56,6 +57,8 @@ class ConvMessage:
     tool_name: str | None = None
     is_error: bool = False
     blocks: list[dict[str, Any]] = field(default_factory=list)
+    # User messages: files the user attached (``copilot.attachments``), data loaded per turn.
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import httpx
 import ollama
 
+from copilot.attachments import IMAGE_TYPES
 from copilot.providers.base import (
     TRANSPORT_ERRORS,
     ClientCache,
@@ -48,9 +49,26 @@ def to_ollama_messages(system: str | None, messages: list[ConvMessage]) -> list[
                     {"function": {"name": c.name, "arguments": c.arguments}} for c in msg.tool_calls
                 ]
             out.append(item)
-        elif msg.content:
-            out.append({"role": "user", "content": msg.content})
+        elif msg.content or msg.attachments:
+            out.append(_ollama_user(msg))
     return out
+
+
+def _ollama_user(msg: ConvMessage) -> dict[str, Any]:
+    """Images go in ``images`` (vision models read them); text files inline; others a note."""
+    text = [msg.content] if msg.content else []
+    images = []
+    for att in msg.attachments:
+        if att.kind == "image" and att.media_type in IMAGE_TYPES and att.data:
+            images.append(att.data)
+        elif (inline := att.text()) is not None:
+            text.append(f"Attached file {att.name or ''}:\n{inline}")
+        else:
+            text.append(att.note("this Ollama model"))
+    item: dict[str, Any] = {"role": "user", "content": "\n\n".join(text)}
+    if images:
+        item["images"] = images
+    return item
 
 
 # Ollama's client splits its NDJSON with str.splitlines, which also ends a line at U+0085,
@@ -58,8 +76,11 @@ def to_ollama_messages(system: str | None, messages: list[ConvMessage]) -> list[
 # a model writing one broke the stream. JSON holds them only inside strings, where the escaped
 # form is the same text: they are escaped before the client splits. On bytes, because a chunk
 # may end inside a character; in UTF-8 these byte sequences can mean nothing else.
-_LINE_BREAKS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"),
-                (b"\xe2\x80\xa9", b"\\u2029"))  # fmt: skip
+_LINE_BREAKS = (
+    (b"\xc2\x85", b"\\u0085"),
+    (b"\xe2\x80\xa8", b"\\u2028"),
+    (b"\xe2\x80\xa9", b"\\u2029"),
+)
 
 
 def _unfinished(data: bytes) -> int:
@@ -168,16 +189,26 @@ class OllamaProvider:
                     content.append(msg.content)
                     await emit(Delta(kind="content", text=msg.content))
                 for raw in msg.tool_calls or []:
-                    call = ToolCall(id=self._new_tool_id(), name=raw.function.name,
-                                    arguments=dict(raw.function.arguments or {}))  # fmt: skip
+                    call = ToolCall(
+                        id=self._new_tool_id(),
+                        name=raw.function.name,
+                        arguments=dict(raw.function.arguments or {}),
+                    )
                     calls.append(call)
-                    await emit(Delta(kind="tool_generating", tool_name=call.name,
-                                     tool_index=len(calls) - 1, tool_call_id=call.id))  # fmt: skip
+                    await emit(
+                        Delta(
+                            kind="tool_generating",
+                            tool_name=call.name,
+                            tool_index=len(calls) - 1,
+                            tool_call_id=call.id,
+                        )
+                    )
                 if part.done:
                     done = True
                     done_reason = part.done_reason
-                    usage = Usage(input_tokens=part.prompt_eval_count or 0,
-                                  output_tokens=part.eval_count or 0)  # fmt: skip
+                    usage = Usage(
+                        input_tokens=part.prompt_eval_count or 0, output_tokens=part.eval_count or 0
+                    )
         except ollama.ResponseError as exc:
             if exc.status_code < 300:  # an {"error": ...} line inside a 200 stream (-1)
                 raise ProviderError(

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import openai
 
+from copilot.attachments import IMAGE_TYPES, PDF
 from copilot.providers.base import (
     TRANSPORT_ERRORS,
     ClientCache,
@@ -51,9 +52,35 @@ def to_openai_messages(system: str | None, messages: list[ConvMessage]) -> list[
                     for call in msg.tool_calls
                 ]
             out.append(item)
+        elif msg.attachments:
+            out.append({"role": "user", "content": _openai_parts(msg)})
         elif msg.content:
             out.append({"role": "user", "content": msg.content})
     return out
+
+
+def _openai_parts(msg: ConvMessage) -> list[dict[str, Any]]:
+    """A user message with files: images as data URLs, PDFs as file inputs, text inline."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": msg.content}] if msg.content else []
+    for att in msg.attachments:
+        if att.media_type in IMAGE_TYPES and att.data:
+            url = f"data:{att.media_type};base64,{att.data}"
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        elif att.media_type == PDF and att.data:
+            parts.append(
+                {
+                    "type": "file",
+                    "file": {
+                        "filename": att.name or "attachment.pdf",
+                        "file_data": f"data:{PDF};base64,{att.data}",
+                    },
+                }
+            )
+        elif (text := att.text()) is not None:
+            parts.append({"type": "text", "text": f"Attached file {att.name or ''}:\n{text}"})
+        else:
+            parts.append({"type": "text", "text": att.note("this OpenAI model")})
+    return parts
 
 
 class _ToolAcc:

@@ -219,3 +219,22 @@ class ToolResult(Base):
     bytes: Mapped[int] = mapped_column(Integer, nullable=False)
     data: Mapped[Any] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _now()
+
+
+class AttachmentRow(Base):
+    """A file attached to a user message (``copilot.attachments``): bytes by reference."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        String(200), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    media_type: Mapped[str] = mapped_column(String(100), nullable=False)
+    name: Mapped[str | None] = mapped_column(String(300))
+    size: Mapped[int] = mapped_column("bytes", Integer, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = _now()

@@ -12,8 +12,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from copilot.attachments import MessageExtras
 from copilot.errors import Conflict, NotFound
-from copilot.store.models import Chat, Message, Run, ToolCallRow
+from copilot.store.models import AttachmentRow, Chat, Message, Run, ToolCallRow
 from copilot.types import RUN_RUNNING
 
 
@@ -64,6 +65,7 @@ async def start_run(
     mode: str,
     response_id: str | None,
     interactive: bool,
+    extras: MessageExtras | None = None,
 ) -> RunStart:
     """Create the run and its user message in one transaction, under the chat's row lock.
 
@@ -123,6 +125,31 @@ async def start_run(
         interactive=interactive,
     )
     session.add(run)
+    try:
+        await session.flush()  # the run first: the database holds one active run per chat
+    except IntegrityError as exc:
+        if "uq_runs_one_active_per_chat" not in str(exc.orig):
+            raise  # not the race this answers for: a bug, never passed off as a 409
+        raise Conflict("this chat already has an active run", code="run_active") from None
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": message}]
+    for new in extras.attachments if extras is not None else []:
+        row = AttachmentRow(
+            id=new_id("att"),
+            run_id=run.id,
+            **owner,
+            kind=new.kind,
+            media_type=new.media_type,
+            name=new.name,
+            size=len(new.data),
+            data=new.data,
+        )
+        session.add(row)
+        blocks.append(
+            {"type": "attachment", "id": row.id, "kind": row.kind,
+             "media_type": row.media_type, "name": row.name, "bytes": row.size}
+        )  # fmt: skip
+    if extras is not None:
+        blocks[1:1] = extras.blocks
     session.add(
         Message(
             id=new_id("msg"),
@@ -131,16 +158,13 @@ async def start_run(
             run_id=run.id,
             role="user",
             content=message,
-            blocks=[{"type": "text", "text": message}],
+            blocks=blocks,
             tool_calls=[],
             status="completed",
             client_message_id=client_message_id,
         )
     )
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise Conflict("this chat already has an active run", code="run_active") from None
+    await session.flush()
     return RunStart(run=run, chat=chat, created=True, new_chat=new_chat)
 
 
@@ -351,3 +375,17 @@ async def run_message(session: AsyncSession, *, run_id: str) -> Message | None:
     return await session.scalar(
         select(Message).where(Message.run_id == run_id, Message.role == "assistant")
     )
+
+
+async def attachment_data(
+    session: AsyncSession, *, run_ids: list[str], ids: list[str]
+) -> dict[str, bytes]:
+    """The bytes of these attachments (of these runs: a message's refs stay inside its chat)."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(AttachmentRow.id, AttachmentRow.data).where(
+            AttachmentRow.id.in_(ids), AttachmentRow.run_id.in_(run_ids)
+        )
+    )
+    return {row.id: row.data for row in rows}
