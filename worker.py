@@ -124,6 +124,7 @@ async def serving(
             tools.delegate_client_tool,
             tools.record_tool_calls,
             tools.search_tool_catalog,
+            tools.load_host_context,
             backend.stream_backend_turn,
             backend.claim_backend_log,
             backend.report_backend_tool,

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from copilot.store import catalogs
+from copilot.attachments import context_blocks
+from copilot.store import catalogs, repo
 from copilot.store.catalogs import CatalogCache
 from copilot.store.models import ToolCallRow
 from copilot.tools.base import ToolFailed
@@ -31,6 +32,8 @@ from copilot.tools.registry import ToolRegistry
 from copilot.types import (
     SEARCH_TOOL,
     ExecuteToolInput,
+    LoadHostContextInput,
+    LoadHostContextResult,
     RecordToolCallsInput,
     SearchCatalogInput,
     ToolOutcome,
@@ -153,6 +156,62 @@ class ToolActivities:
                 )  # fmt: skip
         return ToolOutcome(input.tool_call_id, input.name, "success", result=view,
                            duration_ms=_elapsed_ms(started))  # fmt: skip
+
+    @activity.defn
+    async def load_host_context(self, input: LoadHostContextInput) -> LoadHostContextResult:
+        """Ask the host app for the workflow's current state (its ``get_user_workflow`` tool)
+        and add it to the run's user message as a context block."""
+        if not self._sim_app_url:
+            return LoadHostContextResult(found=True)
+        key = f"ctx_{input.run_id}"
+        headers = {"Idempotency-Key": key}
+        if self._sim_app_api_key:
+            headers["x-api-key"] = self._sim_app_api_key
+        body = {
+            "toolCallId": key,
+            "toolName": "get_user_workflow",
+            "arguments": {"workflowId": input.host_workflow_id},
+            "userId": input.user_id,
+            "workflowId": input.host_workflow_id,
+            "chatId": input.chat_id,
+        }
+        try:
+            resp = await _heartbeating(
+                self._http.post(
+                    f"{self._sim_app_url}/api/copilot/execute-tool", json=body, headers=headers
+                )
+            )
+        except httpx.HTTPError as exc:
+            raise ApplicationError(f"host app unreachable: {exc}") from None  # retryable
+        if resp.status_code >= 500 or resp.status_code == 429:
+            raise ApplicationError(f"host app answered {resp.status_code}")  # retryable
+        if resp.status_code == 404:
+            return LoadHostContextResult(found=False)
+        try:
+            payload = resp.json()
+        except json.JSONDecodeError:
+            payload = None
+        if (
+            resp.status_code >= 400
+            or not isinstance(payload, dict)
+            or payload.get("success") is False
+        ):
+            error = payload.get("error") if isinstance(payload, dict) else resp.text[:200]
+            if "not found" in str(error).lower():
+                return LoadHostContextResult(found=False)
+            raise ApplicationError(
+                f"the host app could not load the workflow: {error}", non_retryable=True
+            )
+        state = payload.get("result", payload)
+        text = json.dumps(state, ensure_ascii=False, indent=1)
+        block = context_blocks(
+            [{"type": "current_workflow", "label": input.host_workflow_id, "content": text}]
+        )
+        async with self._sessions.begin() as session:
+            await repo.set_user_context(
+                session, run_id=input.run_id, blocks=block, kind="current_workflow"
+            )
+        return LoadHostContextResult(found=True, size=len(text))
 
     @activity.defn
     async def search_tool_catalog(self, input: SearchCatalogInput) -> ToolOutcome:

@@ -160,6 +160,7 @@ async def _start(
             delegate_client_tools=bool(settings.sim_app_url) and not sim_protocol,
             sim_protocol=sim_protocol,
             host_rejoin_grace_s=settings.host_rejoin_grace_s,
+            load_host_context=bool(settings.sim_app_url and body.workflow_id) and not sim_protocol,
             auto_execute=auto,
             server_tools=sorted(state.tools.names()),
             non_idempotent_tools=state.tools.non_idempotent(),

@@ -129,6 +129,8 @@ class ChatRunInput:
     # Sim's route: how long a run waits for a closed stream to be reopened (the same message
     # resubmitted) before its waits for the host's tool results end.
     host_rejoin_grace_s: int = 15
+    # Native routes with SIM_APP_URL: load the host workflow's state before the first turn.
+    load_host_context: bool = False
     # Tools kept by reference (``copilot.tools.catalog``): the catalog's key and size.
     tool_catalog: str | None = None
     tool_catalog_size: int = 0
@@ -304,6 +306,20 @@ class ExecuteToolInput:
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
     host_workflow_id: str | None = None
+
+
+@dataclass
+class LoadHostContextInput:
+    run_id: str
+    user_id: str
+    chat_id: str
+    host_workflow_id: str
+
+
+@dataclass
+class LoadHostContextResult:
+    found: bool
+    size: int = 0  # characters of context added to the user message
 
 
 @dataclass

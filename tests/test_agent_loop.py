@@ -359,3 +359,34 @@ async def test_max_turns_ends_the_run_with_a_clear_error(
     assert "MAX_TURNS" in error["message"]
     assert frames[-1].data["data"]["status"] == "failed"
     assert len(await provider_requests(strict_stack.provider, key)) == 2
+
+
+async def test_a_host_workflow_is_loaded_as_context_before_the_first_turn(
+    strict: httpx.AsyncClient, strict_stack: Stack, host_app: FakeHostApp
+) -> None:
+    key = scenario(strict_stack.provider, [{"text": "It routes leads."}])
+    resp = await strict.post("/api/v1/copilot/chat", json={
+        "message": f"what does it do? {key}", "userId": "u-9", "workflowId": "wf-ctx"})  # fmt: skip
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["content"] == "It routes leads."
+    seen = await provider_requests(strict_stack.provider, key)
+    user = next(m for m in reversed(seen[0]["body"]["messages"]) if m["role"] == "user")
+    assert user["content"].startswith('<context kind="current_workflow" label="wf-ctx">')
+    assert '"name": "Lead router"' in user["content"]
+    assert user["content"].endswith(f"what does it do? {key}")
+    loads = [c for c in host_app.calls if c["body"]["toolName"] == "get_user_workflow"
+             and c["body"]["arguments"] == {"workflowId": "wf-ctx"}]  # fmt: skip
+    assert len(loads) == 1
+    assert loads[0]["headers"]["idempotency-key"] == f"ctx_{resp.json()['runId']}"
+
+
+async def test_a_workflow_the_host_does_not_know_is_404_workflow_not_found(
+    strict: httpx.AsyncClient, strict_stack: Stack
+) -> None:
+    key = scenario(strict_stack.provider, [{"text": "never asked"}])
+    resp = await strict.post("/api/v1/copilot/chat", json={
+        "message": key, "userId": "u-9", "workflowId": "missing-42"})  # fmt: skip
+    assert resp.status_code == 404, resp.text
+    assert resp.json()["code"] == "workflow_not_found"
+    assert "missing-42" in resp.json()["error"]
+    assert await provider_requests(strict_stack.provider, key) == []  # no model call made

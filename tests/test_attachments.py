@@ -54,10 +54,12 @@ async def test_context_and_files_reach_the_provider_in_its_own_form(
     assert '<context kind=\\"workflow\\" label=\\"Lead router\\">' in wire
     assert "start -> agent -> slack" in wire
     assert "line one\\nline two" in wire  # a text file, inline for every provider
-    assert "song.mp3" in wire and "cannot be given here" in wire  # audio: a note
+    assert "song.mp3" in wire
+    assert "cannot be given here" in wire
     if provider == "openai":
         kinds = [p["type"] for p in user["content"]]
-        assert "image_url" in kinds and "file" in kinds
+        assert "image_url" in kinds
+        assert "file" in kinds
         assert f"data:image/png;base64,{PNG}" in wire
         assert f"data:application/pdf;base64,{PDF}" in wire
     elif provider == "anthropic":

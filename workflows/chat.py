@@ -85,6 +85,16 @@ class ChatWorkflow(BackendSteps):
         """Run turns; returns the turn number whose text only the log holds (aborted mid-turn)."""
         prelude = self._prelude(input)
         offer_tools = input.mode not in ("ask", "chat")
+        if input.load_host_context and input.host_workflow_id:
+            found = await self._load_host_context(input, input.host_workflow_id)
+            if not found:
+                self._fail(
+                    f"The host app does not know workflow {input.host_workflow_id!r}: check "
+                    "the workflowId (it must exist in the app at SIM_APP_URL for this user).",
+                    "workflow_not_found",
+                )
+                await self._emit(prelude)
+                return None
         while self._stop is None:
             if self._turn >= input.max_turns:
                 self._fail(

@@ -32,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
         ChatRunInput,
         ClaimLogInput,
         ExecuteToolInput,
+        LoadHostContextInput,
+        LoadHostContextResult,
         MarkCompleteInput,
         PublishEventsInput,
         PublishEventsResult,
@@ -174,6 +176,30 @@ class RunSteps:
             self._seq = result.last_seq
         self._usage.add(result.usage)
         return result
+
+    async def _load_host_context(self, input: ChatRunInput, workflow_id: str) -> bool:
+        """The host workflow's current state, added to the user message before the first turn
+        (a durable step: a retried turn reads the same context from PostgreSQL)."""
+        try:
+            loaded: LoadHostContextResult = await workflow.execute_activity(
+                "load_host_context",
+                LoadHostContextInput(
+                    run_id=input.run_id,
+                    user_id=input.user_id,
+                    chat_id=input.chat_id,
+                    host_workflow_id=workflow_id,
+                ),
+                result_type=LoadHostContextResult,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=TOOL_RETRY,
+                summary=f"load host workflow {workflow_id}",
+            )
+        except ActivityError as err:
+            # The host failed (not "unknown workflow"): go on without; the model may still
+            # read the workflow with a tool.
+            workflow.logger.warning("host context for %s not loaded: %s", workflow_id, err)
+            return True
+        return loaded.found
 
     def _fail(self, message: str, code: str) -> None:
         self._status = RUN_FAILED

@@ -63,7 +63,7 @@ async def _result(state: AppState, run: Run) -> JSONResponse:
             }
         )
     code = run.error_code or run.status
-    status = 502 if code.startswith("provider") else 200
+    status = 502 if code.startswith("provider") else 404 if code == "workflow_not_found" else 200
     body = {
         "success": False,
         "error": run.error or f"the run ended: {run.status}",

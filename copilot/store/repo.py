@@ -389,3 +389,17 @@ async def attachment_data(
         )
     )
     return {row.id: row.data for row in rows}
+
+
+async def set_user_context(
+    session: AsyncSession, *, run_id: str, blocks: list[dict[str, Any]], kind: str
+) -> None:
+    """Put context blocks of ``kind`` on the run's user message (replacing earlier ones of that
+    kind: idempotent when the step is retried)."""
+    message = await session.scalar(
+        select(Message).where(Message.run_id == run_id, Message.role == "user")
+    )
+    if message is None:
+        return
+    kept = [b for b in message.blocks if not (b.get("type") == "context" and b.get("kind") == kind)]
+    message.blocks = [*kept[:1], *blocks, *kept[1:]]

@@ -33,6 +33,13 @@ class FakeHostApp:
             self.calls.append({"headers": dict(request.headers), "body": body})
         if body["toolName"] == "fail_tool":
             return JSONResponse({"success": False, "error": "the host says no"})
+        if body["toolName"] == "get_user_workflow":
+            workflow_id = str(body["arguments"].get("workflowId", ""))
+            if workflow_id.startswith("missing"):
+                return JSONResponse({"success": False, "error": "Workflow not found"}, 404)
+            return JSONResponse({"success": True, "result": {
+                "workflowId": workflow_id, "name": "Lead router",
+                "blocks": {"b1": {"type": "starter"}, "b2": {"type": "agent"}}}})  # fmt: skip
         return JSONResponse({"success": True, "result": {"done": body["arguments"]}})
 
     def calls_for(self, tool_call_id: str) -> list[dict[str, Any]]:
