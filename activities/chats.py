@@ -8,7 +8,7 @@ from temporalio import activity
 from copilot.conversation import turns_to_blocks
 from copilot.events.fold import fold_events
 from copilot.events.log import EventLog
-from copilot.store import repo
+from copilot.store import repo, run_credentials
 from copilot.types import SaveAssistantMessageInput, SaveAssistantMessageResult
 
 
@@ -34,6 +34,7 @@ class ChatActivities:
                 content += partial
                 blocks.append({"type": "text", "text": partial, "partial": True})
         async with self._sessions.begin() as session:
+            await run_credentials.forget(session, run_id=input.run_id)  # the run is over
             message_id = await repo.save_assistant_message(
                 session,
                 run_id=input.run_id,

@@ -28,7 +28,7 @@ from copilot.providers.base import (
     TurnRequest,
 )
 from copilot.providers.registry import ProviderRegistry
-from copilot.store import keys, repo
+from copilot.store import keys, repo, run_credentials
 from copilot.store.catalogs import CatalogCache
 from copilot.tools.catalog import SEARCH_SCHEMA, SEARCH_TOOL, search_description
 from copilot.tools.registry import ToolRegistry
@@ -85,7 +85,12 @@ class LlmActivities:
         if prefill:
             messages.append(ConvMessage(role="assistant", content=prefill))
         emit = TurnEvents(
-            writer, input.turn, shown, prefilled=bool(prefill), sim=input.sim_protocol
+            writer,
+            input.turn,
+            shown,
+            prefilled=bool(prefill),
+            sim=input.sim_protocol,
+            notice=None if continues else input.notice,
         )
 
         try:
@@ -119,8 +124,9 @@ class LlmActivities:
         client = [ToolSpec(t.name, t.description, t.input_schema) for t in input.client_tools]
         if input.tool_catalog:
             # The catalog is offered through a search; what it found is offered by name.
-            client.append(ToolSpec(SEARCH_TOOL, search_description(input.tool_catalog_size),
-                                   SEARCH_SCHEMA))  # fmt: skip
+            client.append(
+                ToolSpec(SEARCH_TOOL, search_description(input.tool_catalog_size), SEARCH_SCHEMA)
+            )
             catalog = await self._catalogs.get(input.tool_catalog)
             for name in input.loaded_tools:
                 if (tool := catalog.get(name)) is not None:
@@ -161,6 +167,17 @@ class LlmActivities:
         """
         env = self._providers.env_credentials(input.provider)
         async with self._sessions() as session:
+            if input.run_credential:
+                try:
+                    borrowed = await run_credentials.load(
+                        session, keyring=self._keyring, run_id=input.run_id
+                    )
+                except DecryptError as exc:
+                    raise ProviderError(
+                        str(exc), retryable=False, code="provider_key_unreadable"
+                    ) from None
+                if borrowed is not None:
+                    return borrowed
             row = await keys.get_key(
                 session, tenant_id=input.tenant_id, user_id=input.user_id, provider=input.provider
             )

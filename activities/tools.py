@@ -92,10 +92,20 @@ class ToolActivities:
         try:
             result = await _heartbeating(self._registry.execute(input.name, input.arguments))
         except ToolFailed as exc:
-            return ToolOutcome(input.tool_call_id, input.name, "error", error=str(exc),
-                               duration_ms=_elapsed_ms(started))  # fmt: skip
-        return ToolOutcome(input.tool_call_id, input.name, "success", result=result,
-                           duration_ms=_elapsed_ms(started))  # fmt: skip
+            return ToolOutcome(
+                input.tool_call_id,
+                input.name,
+                "error",
+                error=str(exc),
+                duration_ms=_elapsed_ms(started),
+            )
+        return ToolOutcome(
+            input.tool_call_id,
+            input.name,
+            "success",
+            result=result,
+            duration_ms=_elapsed_ms(started),
+        )
 
     @activity.defn
     async def delegate_client_tool(self, input: ExecuteToolInput) -> ToolOutcome:
@@ -127,11 +137,15 @@ class ToolActivities:
         if resp.status_code >= 500 or resp.status_code == 429:
             raise ApplicationError(f"host app answered {resp.status_code}")  # retryable
         if len(resp.content) > self._max_result_bytes:
-            return ToolOutcome(input.tool_call_id, input.name, "error",
-                               error=f"the tool's result ({len(resp.content)} bytes) is over "
-                                     f"the {self._max_result_bytes} bytes accepted "
-                                     "(MAX_TOOL_RESULT_BYTES)",
-                               duration_ms=_elapsed_ms(started))  # fmt: skip
+            return ToolOutcome(
+                input.tool_call_id,
+                input.name,
+                "error",
+                error=f"the tool's result ({len(resp.content)} bytes) is over "
+                f"the {self._max_result_bytes} bytes accepted "
+                "(MAX_TOOL_RESULT_BYTES)",
+                duration_ms=_elapsed_ms(started),
+            )
         payload: Any
         try:
             payload = resp.json()
@@ -139,23 +153,37 @@ class ToolActivities:
             payload = resp.text
         if resp.status_code >= 400:
             message = payload.get("error") if isinstance(payload, dict) else str(payload)
-            return ToolOutcome(input.tool_call_id, input.name, "error",
-                               error=str(message or f"host app answered {resp.status_code}"),
-                               duration_ms=_elapsed_ms(started))  # fmt: skip
+            return ToolOutcome(
+                input.tool_call_id,
+                input.name,
+                "error",
+                error=str(message or f"host app answered {resp.status_code}"),
+                duration_ms=_elapsed_ms(started),
+            )
         if isinstance(payload, dict) and payload.get("success") is False:
-            return ToolOutcome(input.tool_call_id, input.name, "error",
-                               error=str(payload.get("error", "the tool failed")),
-                               duration_ms=_elapsed_ms(started))  # fmt: skip
+            return ToolOutcome(
+                input.tool_call_id,
+                input.name,
+                "error",
+                error=str(payload.get("error", "the tool failed")),
+                duration_ms=_elapsed_ms(started),
+            )
         result = payload.get("result", payload) if isinstance(payload, dict) else payload
         view, size, cut = bounded_view(result, inline_bytes=self._inline_bytes)
         if cut:
             async with self._sessions.begin() as session:
                 await catalogs.save_result(
-                    session, tool_call_id=input.tool_call_id, run_id=input.run_id,
-                    tenant_id=input.tenant_id, user_id=input.user_id, size=size, data=result,
-                )  # fmt: skip
-        return ToolOutcome(input.tool_call_id, input.name, "success", result=view,
-                           duration_ms=_elapsed_ms(started))  # fmt: skip
+                    session,
+                    tool_call_id=input.tool_call_id,
+                    run_id=input.run_id,
+                    tenant_id=input.tenant_id,
+                    user_id=input.user_id,
+                    size=size,
+                    data=result,
+                )
+        return ToolOutcome(
+            input.tool_call_id, input.name, "success", result=view, duration_ms=_elapsed_ms(started)
+        )
 
     @activity.defn
     async def load_host_context(self, input: LoadHostContextInput) -> LoadHostContextResult:
@@ -220,8 +248,12 @@ class ToolActivities:
         started = time.monotonic()
         query = str(input.arguments.get("query") or "").strip()
         if not query:
-            return ToolOutcome(input.tool_call_id, SEARCH_TOOL, "error",
-                               error="query is required: say what the tool should do")  # fmt: skip
+            return ToolOutcome(
+                input.tool_call_id,
+                SEARCH_TOOL,
+                "error",
+                error="query is required: say what the tool should do",
+            )
         raw_limit = input.arguments.get("limit")
         limit = raw_limit if isinstance(raw_limit, int) else SEARCH_LIMIT_DEFAULT
         catalog = await self._catalogs.get(input.catalog)
@@ -229,8 +261,13 @@ class ToolActivities:
         result: dict[str, Any] = {"tools": [t.to_json() for t in found]}
         if not found:
             result["note"] = "No tool matched; try other words (the service's name, the action)."
-        return ToolOutcome(input.tool_call_id, SEARCH_TOOL, "success", result=result,
-                           duration_ms=_elapsed_ms(started))  # fmt: skip
+        return ToolOutcome(
+            input.tool_call_id,
+            SEARCH_TOOL,
+            "success",
+            result=result,
+            duration_ms=_elapsed_ms(started),
+        )
 
     @activity.defn
     async def record_tool_calls(self, input: RecordToolCallsInput) -> None:

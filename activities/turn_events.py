@@ -51,8 +51,16 @@ async def shown_so_far(log: EventLog, run_id: str, turn: int, seq_start: int) ->
 class TurnEvents:
     """Turns a provider's deltas into this turn's events (see the module docstring)."""
 
-    def __init__(self, writer: TurnWriter, turn: int, shown: Shown | None = None,
-                 *, prefilled: bool = False, sim: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        writer: TurnWriter,
+        turn: int,
+        shown: Shown | None = None,
+        *,
+        prefilled: bool = False,
+        sim: bool = False,
+        notice: str | None = None,
+    ) -> None:
         self._writer = writer
         self._turn = turn
         self._sim = sim
@@ -64,6 +72,9 @@ class TurnEvents:
         text = self._shown.text
         self._repeat = text[len(text.rstrip()) :] if prefilled else text
         self._written: list[str] = []
+        # A notice for the user, written as the answer's first text (part of what is shown
+        # and persisted alike).
+        self._notice = f"_{notice}_\n\n" if notice else ""
 
     @property
     def content(self) -> str:
@@ -81,13 +92,20 @@ class TurnEvents:
         events = self._end_reasoning()
         text = ""
         if delta.kind == "content":
-            text = self._unseen(delta.text)
+            text = self._notice + self._unseen(delta.text)
+            self._notice = ""
             if text:
                 events.append({"type": EV_CONTENT, "data": text, "turn": turn})
                 self._written.append(text)
         elif delta.kind == "tool_generating":
-            events.append({"type": EV_TOOL_GENERATING, "toolCallId": delta.tool_call_id,
-                           "toolName": delta.tool_name, "turn": turn})  # fmt: skip
+            events.append(
+                {
+                    "type": EV_TOOL_GENERATING,
+                    "toolCallId": delta.tool_call_id,
+                    "toolName": delta.tool_name,
+                    "turn": turn,
+                }
+            )
         await self._writer.write(events, text=text)
 
     async def close(self) -> None:

@@ -22,9 +22,11 @@ from api.state import AppState
 from copilot import search
 from copilot.attachments import MessageExtras, context_blocks, parse_attachments
 from copilot.auth import Principal, issue_stream_token, key_ref
-from copilot.errors import Conflict, RateLimited, Unavailable
+from copilot.errors import Conflict, InvalidRequest, RateLimited, Unavailable
+from copilot.netguard import UnsafeUrl, check_base_url
 from copilot.providers.registry import route_model
-from copilot.store import catalogs, repo
+from copilot.store import catalogs, repo, run_credentials
+from copilot.store.run_credentials import ProviderConfig
 from copilot.tools.catalog import CatalogTool
 from copilot.types import RUN_RUNNING, AbortInput, AbortResult, ChatRunInput, ToolSpecData
 
@@ -58,8 +60,9 @@ async def check_start_limits(state: AppState, principal: Principal, user_id: str
     """Run starts: per user, and per client IP unless a service key calls (a whole Sim
     instance calls from one address; its users are still limited one by one)."""
     settings = state.settings
-    checks = [("starts-user", f"{principal.tenant_id}:{user_id}",
-               settings.rate_limit_starts_per_user)]  # fmt: skip
+    checks = [
+        ("starts-user", f"{principal.tenant_id}:{user_id}", settings.rate_limit_starts_per_user)
+    ]
     if principal.kind != "service":
         checks.append(("starts-ip", ip, settings.rate_limit_starts_per_ip))
     for scope, ident, limit in checks:
@@ -68,9 +71,11 @@ async def check_start_limits(state: AppState, principal: Principal, user_id: str
             state.metrics.rate_limited.labels(scope=scope).inc()
             raise RateLimited(
                 f"too many runs started ({scope}); retry in {verdict.reset_s}s",
-                headers={"Retry-After": str(verdict.reset_s),
-                         **verdict.headers(state.limiter.window_s)},
-            )  # fmt: skip
+                headers={
+                    "Retry-After": str(verdict.reset_s),
+                    **verdict.headers(state.limiter.window_s),
+                },
+            )
 
 
 async def start_chat_run(
@@ -81,13 +86,16 @@ async def start_chat_run(
     interactive: bool,
     client_ip: str,
     sim_protocol: bool = False,
+    provider_config: ProviderConfig | None = None,
+    notice: str | None = None,
 ) -> StartedRun:
     """Start a run. ``sim_protocol``: Sim's route (client tools are host-executed and the
     events follow Sim's own client code)."""
     principal = principal.in_tenant(body.tenant_id)
     await check_start_limits(state, principal, principal.acting_user(body.user_id), client_ip)
+    start = _Start(sim_protocol, provider_config, notice)
     try:
-        return await _start(state, principal, body, interactive, sim_protocol)
+        return await _start(state, principal, body, interactive, start)
     except Conflict as exc:
         if exc.code != "run_active" or body.on_active_run != "interrupt":
             raise
@@ -101,7 +109,14 @@ async def start_chat_run(
                 await asyncio.wait_for(handle.result(), INTERRUPT_WAIT_S)
             except Exception as wait_exc:  # the old run's outcome is not this request's
                 log.warning("interrupted run %s ended with %r", active, wait_exc)
-        return await _start(state, principal, body, interactive, sim_protocol)
+        return await _start(state, principal, body, interactive, start)
+
+
+@dataclass(frozen=True)
+class _Start:
+    sim_protocol: bool
+    provider_config: ProviderConfig | None
+    notice: str | None
 
 
 async def _start(
@@ -109,11 +124,25 @@ async def _start(
     principal: Principal,
     body: ChatRequest,
     interactive: bool,
-    sim_protocol: bool,
+    start: _Start,
 ) -> StartedRun:
     settings = state.settings
+    sim_protocol, config = start.sim_protocol, start.provider_config
     user_id = principal.acting_user(body.user_id)
-    route = route_model(body.model, body.provider, settings)
+    if config is not None:
+        route = route_model(config.model or body.model, config.provider, settings)
+        if config.endpoint:
+            try:
+                await check_base_url(
+                    config.endpoint, allow_private=settings.allow_private_provider_urls
+                )
+            except UnsafeUrl as exc:
+                raise InvalidRequest(
+                    f"provider.endpoint is refused: {exc.message}",
+                    details=[{"field": "provider.endpoint"}],
+                ) from None
+    else:
+        route = route_model(body.model, body.provider, settings)
     # Before the run's row exists: a failure here leaves no run without a workflow.
     extras = MessageExtras(
         blocks=context_blocks(body.context), attachments=parse_attachments(body.file_attachments)
@@ -136,6 +165,15 @@ async def _start(
             extras=extras,
         )
         run = started.run
+        if started.created and config is not None:
+            run_credentials.save(
+                session,
+                keyring=state.keyring,
+                run_id=run.id,
+                tenant_id=principal.tenant_id,
+                user_id=user_id,
+                config=config,
+            )
     if started.created:
         auto = body.auto_execute_tools if body.auto_execute_tools is not None else not interactive
         input = ChatRunInput(
@@ -159,6 +197,8 @@ async def _start(
             host_executed=sim_protocol,
             delegate_client_tools=bool(settings.sim_app_url) and not sim_protocol,
             sim_protocol=sim_protocol,
+            run_credential=config is not None,
+            notice=start.notice,
             host_rejoin_grace_s=settings.host_rejoin_grace_s,
             load_host_context=bool(settings.sim_app_url and body.workflow_id) and not sim_protocol,
             auto_execute=auto,
@@ -219,8 +259,13 @@ async def _start(
             ) from exc
         state.metrics.runs_started.labels(provider=route.provider).inc()
         log.info("run %s started (%s/%s)", run.id, route.provider, route.model)
-    return StartedRun(run_id=run.id, chat_id=run.chat_id, user_id=user_id,
-                      created=started.created, tenant_id=principal.tenant_id)  # fmt: skip
+    return StartedRun(
+        run_id=run.id,
+        chat_id=run.chat_id,
+        user_id=user_id,
+        created=started.created,
+        tenant_id=principal.tenant_id,
+    )
 
 
 async def _tool_catalog(

@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from copilot.errors import InvalidRequest
+from copilot.store.run_credentials import FLAVORS, ProviderConfig
+
 Mode = Literal["agent", "build", "plan", "ask", "chat"]
 ProviderField = Literal["anthropic", "openai", "ollama", "copilot-backend"]
 MAX_INTEGRATION_TOOLS = 5000
@@ -76,10 +79,39 @@ class SimChatRequest(ChatRequest):
     # must not be refused while the stopped run still waits.
     on_active_run: Literal["reject", "interrupt"] = Field("interrupt", alias="onActiveRun")
 
-    def native(self) -> ChatRequest:
+    def native(self) -> tuple[ChatRequest, ProviderConfig | None, str | None]:
+        """(the request, the provider config Sim sent with its key, a notice for the user
+        when that config cannot be used here)."""
         provider = self.provider
+        config, notice = None, None
         if isinstance(provider, dict):
+            config, notice = _provider_config(provider)
             named = provider.get("provider")
             provider = named if named in ("anthropic", "openai", "ollama") else None
         data = self.model_dump(by_alias=True, exclude={"provider"})
-        return ChatRequest.model_validate({**data, "provider": provider})
+        return ChatRequest.model_validate({**data, "provider": provider}), config, notice
+
+
+def _provider_config(raw: dict[str, Any]) -> tuple[ProviderConfig | None, str | None]:
+    flavor = str(raw.get("provider") or "")
+    api_key = raw.get("apiKey")
+    if flavor not in FLAVORS:
+        return None, (
+            f"Sim's provider config {flavor or '(unnamed)'!r} is not supported by this "
+            "server; it answers with its own configured provider instead."
+        )
+    if not isinstance(api_key, str) or not api_key:
+        return None, None  # a name only: routed by name, the server's own key
+    endpoint = raw.get("endpoint")
+    if FLAVORS[flavor][1] and not (isinstance(endpoint, str) and endpoint):
+        raise InvalidRequest(
+            f"provider {flavor!r} needs its endpoint", details=[{"field": "provider.endpoint"}]
+        )
+    model, version = raw.get("model"), raw.get("apiVersion")
+    return ProviderConfig(
+        flavor=flavor,
+        api_key=api_key,
+        model=model if isinstance(model, str) and model else None,
+        endpoint=endpoint if isinstance(endpoint, str) and endpoint else None,
+        api_version=version if isinstance(version, str) and version else None,
+    ), None

@@ -129,6 +129,10 @@ class ChatRunInput:
     # Sim's route: how long a run waits for a closed stream to be reopened (the same message
     # resubmitted) before its waits for the host's tool results end.
     host_rejoin_grace_s: int = 15
+    # The request brought its own provider config (its key is in run_credentials, never here).
+    run_credential: bool = False
+    # Shown to the user with the answer (e.g. an unserved model id or provider config).
+    notice: str | None = None
     # Native routes with SIM_APP_URL: load the host workflow's state before the first turn.
     load_host_context: bool = False
     # Tools kept by reference (``copilot.tools.catalog``): the catalog's key and size.
@@ -191,6 +195,9 @@ class StreamTurnInput:
     sim_protocol: bool = False
     tool_catalog: str | None = None
     tool_catalog_size: int = 0
+    run_credential: bool = False
+    # Said to the user ahead of the answer (turn 1; Sim's route shows it as text).
+    notice: str | None = None
     # Catalog tools a search found: offered (schemas loaded from the catalog) this turn.
     loaded_tools: list[str] = field(default_factory=list)
 

@@ -129,6 +129,7 @@ class ChatWorkflow(BackendSteps):
                     "messageId": input.user_message_id,
                     "model": input.model,
                     "provider": input.provider,
+                    **({"notice": input.notice} if input.notice else {}),
                 },
             }
         ]

@@ -132,6 +132,8 @@ class RunSteps:
                     tool_catalog=input.tool_catalog,
                     tool_catalog_size=input.tool_catalog_size,
                     loaded_tools=list(self._loaded),
+                    run_credential=input.run_credential,
+                    notice=input.notice if self._turn == 1 and input.sim_protocol else None,
                     run_id=input.run_id,
                     chat_id=input.chat_id,
                     tenant_id=input.tenant_id,

@@ -32,9 +32,16 @@ log = logging.getLogger("copilot.api")
 async def chat_completion_streaming(
     body: SimChatRequest, state: StateDep, principal: PrincipalDep, ip: ClientIpDep
 ) -> StreamingResponse:
-    native = body.native()
+    native, config, notice = body.native()
     run = await start_chat_run(
-        state, principal, native, interactive=True, sim_protocol=True, client_ip=ip
+        state,
+        principal,
+        native,
+        interactive=True,
+        sim_protocol=True,
+        client_ip=ip,
+        provider_config=config,
+        notice=notice,
     )
     if not run.created:  # the same message again: a caller rejoining its run
         await _signal(state, run.run_id, "host_attached")

@@ -97,9 +97,15 @@ async def mark_complete(
             raise TooLarge(f"{message}; the tool call failed with that error")
         if cut:
             # Whole with the call; the run (history, events, the model) gets a bounded view.
-            await catalogs.save_result(session, tool_call_id=row.id, run_id=row.run_id,
-                                       tenant_id=row.tenant_id, user_id=row.user_id,
-                                       size=size, data=data)  # fmt: skip
+            await catalogs.save_result(
+                session,
+                tool_call_id=row.id,
+                run_id=row.run_id,
+                tenant_id=row.tenant_id,
+                user_id=row.user_id,
+                size=size,
+                data=data,
+            )
             data = view
     await _complete(
         state, row, MarkCompleteInput(row.id, body.name, body.status, body.message, data)
@@ -115,8 +121,7 @@ async def _host_call(
     state: AppState, session: AsyncSession, principal: Principal, tool_call_id: str
 ) -> ToolCallRow:
     if principal.kind not in ("service", "admin", "dev"):
-        raise Forbidden("only the host app's service key may report tool results",
-                        code="forbidden")  # fmt: skip
+        raise Forbidden("only the host app's service key may report tool results", code="forbidden")
     row = await repo.get_tool_call(
         session, tenant_id=principal.tenant_id, tool_call_id=tool_call_id
     )
@@ -172,5 +177,10 @@ async def tool_result(
     )
     if row is None:
         raise NotFound("no stored result for this tool call", code="tool_call_not_found")
-    return {"success": True, "toolCallId": row.tool_call_id, "runId": row.run_id,
-            "bytes": row.bytes, "result": row.data}  # fmt: skip
+    return {
+        "success": True,
+        "toolCallId": row.tool_call_id,
+        "runId": row.run_id,
+        "bytes": row.bytes,
+        "result": row.data,
+    }

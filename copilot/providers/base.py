@@ -65,6 +65,9 @@ class ConvMessage:
 class Credentials:
     api_key: str | None
     base_url: str | None
+    # A request's own provider config (Sim's ``provider``): Azure's API version and client.
+    api_version: str | None = None
+    azure: bool = False
 
 
 @dataclass

@@ -83,6 +83,10 @@ def _openai_parts(msg: ConvMessage) -> list[dict[str, Any]]:
     return parts
 
 
+# Sim sends "preview" for Azure OpenAI; a dated version is used when none is given.
+AZURE_API_VERSION = "2024-10-21"
+
+
 class _ToolAcc:
     def __init__(self, our_id: str) -> None:
         self.our_id = our_id
@@ -104,6 +108,20 @@ class OpenAIProvider:
 
     def _client(self, request: TurnRequest) -> openai.AsyncOpenAI:
         creds = request.credentials
+        if creds.azure:
+            # Azure OpenAI: the model is the deployment; the endpoint and version are the
+            # request's own provider config (the SDK's Azure client builds Azure's URLs).
+            return self._clients.get(
+                ("azure", creds.api_key, creds.base_url, creds.api_version, request.timeout_s),
+                lambda: openai.AsyncAzureOpenAI(
+                    api_key=creds.api_key or "not-set",
+                    azure_endpoint=creds.base_url or "",
+                    api_version=creds.api_version or AZURE_API_VERSION,
+                    max_retries=0,
+                    timeout=request.timeout_s,
+                    http_client=openai.DefaultAsyncHttpxClient(follow_redirects=False),
+                ),
+            )
         return self._clients.get(
             (creds.api_key, creds.base_url, request.timeout_s),
             lambda: openai.AsyncOpenAI(

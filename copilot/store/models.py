@@ -238,3 +238,23 @@ class AttachmentRow(Base):
     size: Mapped[int] = mapped_column("bytes", Integer, nullable=False)
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     created_at: Mapped[datetime] = _now()
+
+
+class RunCredential(Base):
+    """A provider config sent with one request (Sim's ``provider`` object): its key AES-256-GCM
+    encrypted, bound to the run, deleted when the run ends."""
+
+    __tablename__ = "run_credentials"
+
+    run_id: Mapped[str] = mapped_column(
+        String(200), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    flavor: Mapped[str] = mapped_column(String(32), nullable=False)
+    endpoint: Mapped[str | None] = mapped_column(String(500))
+    api_version: Mapped[str | None] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = _now()

@@ -80,8 +80,9 @@ async def start_run(
         if chat is None and not create_unknown_chat:
             raise NotFound("chat not found", code="chat_not_found")
     if chat is None:
-        fresh = Chat(**owner, id=chat_id or str(uuid.uuid4()), uid=uuid.uuid4().hex,
-                     model=model, run_count=0)  # fmt: skip
+        fresh = Chat(
+            **owner, id=chat_id or str(uuid.uuid4()), uid=uuid.uuid4().hex, model=model, run_count=0
+        )
         try:
             async with session.begin_nested():
                 session.add(fresh)
@@ -91,8 +92,9 @@ async def start_run(
             # one, so its messageId still dedupes and its active run still counts.
             chat = await get_chat(session, **owner, chat_id=fresh.id, lock=True)
             if chat is None:
-                raise Conflict("the chat is being created by another request; retry",
-                               code="run_active") from None  # fmt: skip
+                raise Conflict(
+                    "the chat is being created by another request; retry", code="run_active"
+                ) from None
     if client_message_id is not None and not new_chat:
         existing = await session.scalar(
             _runs_of(chat).where(Run.client_message_id == client_message_id)
@@ -145,9 +147,15 @@ async def start_run(
         )
         session.add(row)
         blocks.append(
-            {"type": "attachment", "id": row.id, "kind": row.kind,
-             "media_type": row.media_type, "name": row.name, "bytes": row.size}
-        )  # fmt: skip
+            {
+                "type": "attachment",
+                "id": row.id,
+                "kind": row.kind,
+                "media_type": row.media_type,
+                "name": row.name,
+                "bytes": row.size,
+            }
+        )
     if extras is not None:
         blocks[1:1] = extras.blocks
     session.add(

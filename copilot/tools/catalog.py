@@ -66,8 +66,11 @@ class CatalogTool:
     input_schema: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description,
-                "input_schema": self.input_schema}  # fmt: skip
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema,
+        }
 
 
 def catalog_id(tools: list[CatalogTool]) -> str:

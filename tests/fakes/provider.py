@@ -154,7 +154,12 @@ async def _record(request: Request, kind: str) -> tuple[dict[str, Any], dict[str
     if key is not None:
         with SCENARIOS.lock:
             SCENARIOS.requests[key].append(
-                {"path": request.url.path, "headers": dict(request.headers), "body": body}
+                {
+                    "path": request.url.path,
+                    "query": dict(request.query_params),
+                    "headers": dict(request.headers),
+                    "body": body,
+                }
             )
     turn = SCENARIOS.next_turn(key, _last_user(messages))
     return body, turn, key
@@ -362,6 +367,10 @@ def make_app() -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/chat/completions", openai_chat, methods=["POST"]),
+            # Azure OpenAI: the model is the deployment in the path, ?api-version=, api-key.
+            Route(
+                "/openai/deployments/{deployment}/chat/completions", openai_chat, methods=["POST"]
+            ),
             Route("/v1/messages", anthropic_messages, methods=["POST"]),
             Route("/api/chat", ollama_chat, methods=["POST"]),
             Route("/_scenarios", add_scenario, methods=["POST"]),
