@@ -24,6 +24,7 @@ from copilot.config import Settings
 from copilot.crypto import Keyring
 from copilot.events.log import EventLog
 from copilot.providers.registry import ProviderRegistry
+from activities.metrics import WorkerMetrics
 from copilot.store.catalogs import CatalogCache
 from copilot.store.engine import make_engine, make_sessionmaker
 from copilot.temporal import connect
@@ -69,7 +70,12 @@ async def serving(
     tool_registry = ToolRegistry(settings.extra_tool_modules)
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.client_tool_timeout_s, connect=10))
     catalogs = CatalogCache(sessions)
+    metrics = WorkerMetrics()
+    if settings.worker_metrics_port:
+        metrics.serve(settings.worker_metrics_port)
+        log.info("worker metrics on http://127.0.0.1:%d/metrics", settings.worker_metrics_port)
     llm = LlmActivities(
+        metrics=metrics,
         catalogs=catalogs,
         sessions=sessions,
         event_log=event_log,
@@ -82,6 +88,7 @@ async def serving(
     chats = ChatActivities(sessions, event_log)
     events = EventActivities(event_log)
     tools = ToolActivities(
+        metrics=metrics,
         catalogs=catalogs,
         result_inline_bytes=settings.tool_result_inline_bytes,
         registry=tool_registry,

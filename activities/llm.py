@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.metrics import WorkerMetrics
 from activities.turn_events import Shown, TurnEvents, shown_so_far
 from activities.writer import TurnWriter, activity_error, heartbeating
 from copilot.conversation import blocks_to_conversation, turns_to_blocks
@@ -23,6 +25,7 @@ from copilot.netguard import UnsafeUrl, check_base_url
 from copilot.providers.base import (
     ConvMessage,
     Credentials,
+    Delta,
     ProviderError,
     ToolSpec,
     TurnRequest,
@@ -48,6 +51,7 @@ class LlmActivities:
     def __init__(
         self,
         *,
+        metrics: WorkerMetrics | None = None,
         catalogs: CatalogCache,
         sessions: async_sessionmaker[AsyncSession],
         event_log: EventLog,
@@ -57,6 +61,7 @@ class LlmActivities:
         keyring: Keyring,
         allow_private_urls: bool = False,
     ) -> None:
+        self._metrics = metrics or WorkerMetrics()
         self._catalogs = catalogs
         self._keyring = keyring
         self._allow_private_urls = allow_private_urls
@@ -93,6 +98,12 @@ class LlmActivities:
             notice=None if continues else input.notice,
         )
 
+        clock = _TurnClock(self._metrics, input.provider)
+
+        async def timed(delta: Delta) -> None:
+            clock.first_delta()
+            await emit(delta)
+
         try:
             async with heartbeating(writer):
                 request = TurnRequest(
@@ -103,10 +114,12 @@ class LlmActivities:
                     tools=await self._offered_tools(input),
                     timeout_s=self._timeout_s,
                 )
-                output = await provider.stream_turn(request, emit)
+                output = await provider.stream_turn(request, timed)
                 await emit.close()
         except ProviderError as exc:
+            clock.done("error")
             raise activity_error(exc) from None
+        clock.done("ok")
         writer.beat(force=True)
         return StreamTurnResult(
             content=emit.content if continues else output.content,
@@ -203,3 +216,25 @@ class LlmActivities:
                     code="provider_url_refused",
                 ) from None
         return Credentials(api_key=api_key, base_url=row.base_url or env.base_url)
+
+
+class _TurnClock:
+    """Times one provider call for the worker's metrics."""
+
+    def __init__(self, metrics: WorkerMetrics, provider: str) -> None:
+        self._metrics = metrics
+        self._provider = provider
+        self._started = time.monotonic()
+        self._first = False
+
+    def first_delta(self) -> None:
+        if not self._first:
+            self._first = True
+            self._metrics.provider_ttft.labels(self._provider).observe(
+                time.monotonic() - self._started
+            )
+
+    def done(self, outcome: str) -> None:
+        self._metrics.provider_turn.labels(self._provider, outcome).observe(
+            time.monotonic() - self._started
+        )

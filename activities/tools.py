@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -22,11 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.metrics import WorkerMetrics
 from copilot.attachments import context_blocks
 from copilot.store import catalogs, repo
 from copilot.store.catalogs import CatalogCache
 from copilot.store.models import ToolCallRow
-from copilot.tools.base import ToolFailed
+from copilot.tools.base import ToolFailed, ToolUnavailable
 from copilot.tools.catalog import SEARCH_LIMIT_DEFAULT, bounded_view, search
 from copilot.tools.registry import ToolRegistry
 from copilot.types import (
@@ -40,6 +42,7 @@ from copilot.types import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("copilot.tools")
 
 
 def _elapsed_ms(started: float) -> int:
@@ -68,6 +71,7 @@ class ToolActivities:
     def __init__(
         self,
         *,
+        metrics: WorkerMetrics | None = None,
         catalogs: CatalogCache,
         result_inline_bytes: int,
         registry: ToolRegistry,
@@ -77,6 +81,7 @@ class ToolActivities:
         sim_app_api_key: str | None,
         max_result_bytes: int,
     ) -> None:
+        self._metrics = metrics or WorkerMetrics()
         self._catalogs = catalogs
         self._inline_bytes = result_inline_bytes
         self._registry = registry
@@ -88,28 +93,39 @@ class ToolActivities:
 
     @activity.defn
     async def execute_server_tool(self, input: ExecuteToolInput) -> ToolOutcome:
+        """Run a server tool. How each failure ends is explicit (``copilot.tools.base``):
+
+        - ``ToolFailed``: the tool ran and failed; the model is told, nothing is retried;
+        - ``ToolUnavailable``: transient; this activity fails and Temporal retries it (an
+          idempotent tool only: a non-idempotent one gets a single attempt);
+        - anything else is a bug in the tool: running it again would repeat it, so the model
+          is told it crashed and the traceback goes to the worker's log.
+        """
         started = time.monotonic()
         try:
             result = await _heartbeating(self._registry.execute(input.name, input.arguments))
+            outcome = ToolOutcome(input.tool_call_id, input.name, "success", result=result)
         except ToolFailed as exc:
-            return ToolOutcome(
-                input.tool_call_id,
-                input.name,
-                "error",
-                error=str(exc),
-                duration_ms=_elapsed_ms(started),
-            )
-        return ToolOutcome(
-            input.tool_call_id,
-            input.name,
-            "success",
-            result=result,
-            duration_ms=_elapsed_ms(started),
-        )
+            outcome = ToolOutcome(input.tool_call_id, input.name, "error", error=str(exc))
+        except ToolUnavailable as exc:
+            self._metrics.tool_calls.labels("server", "retried").inc()
+            raise ApplicationError(f"{input.name}: {exc}", type="tool_unavailable") from None
+        except Exception as exc:
+            log.exception("server tool %s crashed (call %s)", input.name, input.tool_call_id)
+            message = f"the tool {input.name} crashed ({type(exc).__name__}: {exc})"
+            outcome = ToolOutcome(input.tool_call_id, input.name, "error", error=message)
+        outcome.duration_ms = _elapsed_ms(started)
+        self._metrics.tool_calls.labels("server", outcome.status).inc()
+        return outcome
 
     @activity.defn
     async def delegate_client_tool(self, input: ExecuteToolInput) -> ToolOutcome:
         """POST the call to the host app. The tool call id makes retries idempotent there."""
+        outcome = await self._delegate(input)
+        self._metrics.tool_calls.labels("client", outcome.status).inc()
+        return outcome
+
+    async def _delegate(self, input: ExecuteToolInput) -> ToolOutcome:
         if not self._sim_app_url:
             raise ApplicationError("SIM_APP_URL is not set", type="tool_failed", non_retryable=True)
         started = time.monotonic()

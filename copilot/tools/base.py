@@ -41,4 +41,10 @@ class ServerTool:
 
 
 class ToolFailed(Exception):
-    """The tool ran and failed; the message goes back to the model."""
+    """The tool ran and failed; the message goes back to the model. Not retried."""
+
+
+class ToolUnavailable(Exception):
+    """A transient failure (a service down, a timeout): the call is tried again later, if the
+    tool is ``idempotent``; otherwise the model is told. Any other exception a handler raises
+    is taken for a bug: the model is told the tool crashed, and it is not retried."""
