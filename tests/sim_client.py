@@ -218,6 +218,7 @@ class SimClient:
         self.executed: list[tuple[str, dict[str, Any]]] = []  # every tool Sim ran: (name, params)
         self._http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(30, read=None))
         self._upstreams: set[asyncio.Task[None]] = set()
+        self._posts: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> SimClient:
         return self
@@ -226,9 +227,9 @@ class SimClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        for task in self._upstreams:
+        for task in self._upstreams:  # Sim's side of a stopped message, still reading
             task.cancel()
-        await asyncio.gather(*self._upstreams, return_exceptions=True)
+        await asyncio.gather(*self._upstreams, *self._posts, return_exceptions=True)
         await self._http.aclose()
 
     def payload(
@@ -342,7 +343,10 @@ class SimClient:
         raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         mark = MarkComplete(call.id, call.name, status, message, data, len(raw))
         turn.marks.append(mark)
-        turn.posts.add(asyncio.create_task(self._send_mark(mark, raw)))
+        task = asyncio.create_task(self._send_mark(mark, raw))
+        turn.posts.add(task)
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
 
     async def _send_mark(self, mark: MarkComplete, raw: bytes) -> None:
         headers = {"content-type": "application/json", "x-api-key": self.api_key}

