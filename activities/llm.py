@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import time
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,6 +32,7 @@ from copilot.providers.base import (
     TurnRequest,
 )
 from copilot.providers.registry import ProviderRegistry
+from copilot.sim import prompt_for_mode
 from copilot.store import keys, repo, run_credentials
 from copilot.store.catalogs import CatalogCache
 from copilot.tools.catalog import SEARCH_SCHEMA, SEARCH_TOOL, search_description
@@ -110,7 +112,7 @@ class LlmActivities:
                     model=input.model,
                     messages=messages,
                     credentials=await self._credentials(input),
-                    system=SYSTEM_PROMPT,
+                    system=_system_prompt(input),
                     tools=await self._offered_tools(input),
                     timeout_s=self._timeout_s,
                 )
@@ -216,6 +218,18 @@ class LlmActivities:
                     code="provider_url_refused",
                 ) from None
         return Credentials(api_key=api_key, base_url=row.base_url or env.base_url)
+
+
+def _system_prompt(input: StreamTurnInput) -> str:
+    """Sim's route: the copilot's instructions for the mode (copilot/sim/prompts/*.md)."""
+    if input.sim_protocol and input.mode != "chat":
+        return _sim_prompt(input.mode)
+    return SYSTEM_PROMPT
+
+
+@functools.lru_cache(maxsize=8)
+def _sim_prompt(mode: str) -> str:
+    return prompt_for_mode(mode)[0]
 
 
 class _TurnClock:

@@ -22,9 +22,12 @@ from api.state import AppState
 from copilot import search
 from copilot.attachments import MessageExtras, context_blocks, parse_attachments
 from copilot.auth import Principal, issue_stream_token, key_ref
+from copilot.config import Settings
 from copilot.errors import Conflict, InvalidRequest, RateLimited, Unavailable
 from copilot.netguard import UnsafeUrl, check_base_url
-from copilot.providers.registry import route_model
+from copilot.providers.registry import Route, route_model, routes_by_name
+from copilot.sim import SimTool, resolve_sim_model, tools_for_mode
+from copilot.sim.models import SIM_MODELS
 from copilot.store import catalogs, repo, run_credentials
 from copilot.store.run_credentials import ProviderConfig
 from copilot.tools.catalog import CatalogTool
@@ -129,6 +132,7 @@ async def _start(
     settings = state.settings
     sim_protocol, config = start.sim_protocol, start.provider_config
     user_id = principal.acting_user(body.user_id)
+    model_notice = None
     if config is not None:
         route = route_model(config.model or body.model, config.provider, settings)
         if config.endpoint:
@@ -142,12 +146,18 @@ async def _start(
                     details=[{"field": "provider.endpoint"}],
                 ) from None
     else:
-        route = route_model(body.model, body.provider, settings)
+        route, model_notice = _route(body, settings, sim_route=sim_protocol)
+    notice = " ".join(filter(None, [start.notice, model_notice])) or None
     # Before the run's row exists: a failure here leaves no run without a workflow.
     extras = MessageExtras(
         blocks=context_blocks(body.context), attachments=parse_attachments(body.file_attachments)
     )
-    offered, catalog = await _tool_catalog(state, body.client_tools())
+    tools = body.client_tools()
+    if sim_protocol:
+        # Sim's own tools (run on Sim's side, reported by mark-complete) for what the mode may do.
+        own = [ClientTool.model_validate(t.to_client_tool()) for t in _sim_tools(body.mode)]
+        tools = own + [t for t in tools if t.name not in {o.name for o in own}]
+    offered, catalog = await _tool_catalog(state, tools)
     async with state.sessions.begin() as session:
         started = await repo.start_run(
             session,
@@ -198,7 +208,7 @@ async def _start(
             delegate_client_tools=bool(settings.sim_app_url) and not sim_protocol,
             sim_protocol=sim_protocol,
             run_credential=config is not None,
-            notice=start.notice,
+            notice=notice,
             host_rejoin_grace_s=settings.host_rejoin_grace_s,
             load_host_context=bool(settings.sim_app_url and body.workflow_id) and not sim_protocol,
             auto_execute=auto,
@@ -266,6 +276,27 @@ async def _start(
         created=started.created,
         tenant_id=principal.tenant_id,
     )
+
+
+def _sim_tools(mode: str) -> list[SimTool]:
+    return [] if mode == "chat" else tools_for_mode(mode)
+
+
+def _route(body: ChatRequest, settings: Settings, *, sim_route: bool) -> tuple[Route, str | None]:
+    """Route the model; Sim's own model ids (and SIM_MODEL_ALIASES) map to provider models. On
+    Sim's route an id that neither maps nor routes by name gets DEFAULT_MODEL and a notice (a
+    provider would refuse it: better an answer, saying so)."""
+    model = (body.model or "").strip()
+    aliases = settings.model_aliases
+    if model and not body.provider and (model in aliases or model in SIM_MODELS):
+        choice = resolve_sim_model(model, aliases)
+        if choice.provider and choice.model:
+            return route_model(choice.model, choice.provider, settings), None
+        return route_model(None, None, settings), choice.notice
+    if sim_route and model and not body.provider and not routes_by_name(model):
+        choice = resolve_sim_model(model, aliases)
+        return route_model(None, None, settings), choice.notice
+    return route_model(body.model, body.provider, settings), None
 
 
 async def _tool_catalog(

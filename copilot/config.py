@@ -115,6 +115,9 @@ class Settings(BaseSettings):
         32 * 1024, validation_alias="TOOL_RESULT_INLINE_BYTES", ge=256
     )
     max_offered_tools: int = Field(64, validation_alias="MAX_OFFERED_TOOLS", ge=1, le=512)
+    # Sim's copilot model ids -> provider models, over the built-in table (copilot/sim/models.py):
+    # JSON {"claude-4.6-opus": "anthropic:claude-opus-4-6"} or "id=provider:model,...".
+    sim_model_aliases: str = Field("", validation_alias="SIM_MODEL_ALIASES")
     sim_app_url: str | None = Field(None, validation_alias="SIM_APP_URL")
     sim_app_api_key: SecretStr | None = Field(None, validation_alias="SIM_APP_API_KEY")
 
@@ -186,6 +189,15 @@ class Settings(BaseSettings):
         assert self.temporal_address is not None
         return self.database_url, self.redis_url, self.temporal_address
 
+    @property
+    def model_aliases(self) -> dict[str, str]:
+        from copilot.sim.models import AliasError, parse_aliases
+
+        try:
+            return parse_aliases(self.sim_model_aliases)
+        except AliasError as exc:
+            raise SettingsError(str(exc)) from None
+
     def require_runtime(self) -> None:
         """Refuse to start an API or worker that lacks what it needs, saying how to fix it."""
         missing = [
@@ -205,6 +217,7 @@ class Settings(BaseSettings):
         self.encryption_key_bytes  # noqa: B018 - validates the key
         self.old_encryption_keys  # noqa: B018
         self.stream_token_key_bytes  # noqa: B018
+        self.model_aliases  # noqa: B018 - a malformed SIM_MODEL_ALIASES stops start-up
 
 
 def is_loopback_address(host: str) -> bool:

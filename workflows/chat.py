@@ -84,7 +84,8 @@ class ChatWorkflow(BackendSteps):
     async def _loop(self, input: ChatRunInput) -> int | None:
         """Run turns; returns the turn number whose text only the log holds (aborted mid-turn)."""
         prelude = self._prelude(input)
-        offer_tools = input.mode not in ("ask", "chat")
+        # Sim's ask mode reads (its read-only tools); natively ask and chat offer none.
+        offer_tools = input.mode != "chat" and (input.mode != "ask" or input.sim_protocol)
         if input.load_host_context and input.host_workflow_id:
             found = await self._load_host_context(input, input.host_workflow_id)
             if not found:

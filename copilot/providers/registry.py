@@ -33,6 +33,11 @@ class Route:
     provider_model: str  # as sent to the provider
 
 
+def routes_by_name(model: str) -> bool:
+    """Does this model name pick its provider by itself (a known prefix)?"""
+    return any(model.startswith(prefix) for prefix, _, _ in _PREFIXES)
+
+
 def route_model(model: str | None, provider: str | None, settings: Settings) -> Route:
     model = (model or settings.default_model).strip()
     if not model:
