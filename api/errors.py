@@ -16,7 +16,9 @@ from copilot.errors import AppError
 log = logging.getLogger("copilot.api")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-NUL_IN_TEXT = "22021"  # PostgreSQL: character_not_in_repertoire
+# PostgreSQL cannot hold U+0000: in text (character_not_in_repertoire) nor in JSONB
+# (untranslatable_character, "unsupported Unicode escape sequence").
+NUL_IN_TEXT = frozenset({"22021", "22P05"})
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
@@ -68,7 +70,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database(_request: Request, exc: DBAPIError) -> JSONResponse:
-        if _sqlstate(exc) == NUL_IN_TEXT:
+        if _sqlstate(exc) in NUL_IN_TEXT:
             # PostgreSQL text cannot hold U+0000: the request is at fault, and nothing was
             # written (the statement failed, the transaction rolls back).
             return JSONResponse(

@@ -88,7 +88,7 @@ async def mark_complete(
 ) -> dict[str, Any]:
     row = await _host_call(state, session, principal, body.id)
     settings = state.settings
-    data = body.data
+    data = repo.without_nul(body.data)  # PostgreSQL cannot hold U+0000; the host's text may
     if data is not None:
         view, size, cut = bounded_view(data, inline_bytes=settings.tool_result_inline_bytes)
         if size > settings.max_tool_result_bytes:

@@ -18,6 +18,17 @@ from copilot.store.models import AttachmentRow, Chat, Message, Run, ToolCallRow
 from copilot.types import RUN_RUNNING
 
 
+def without_nul(value: Any) -> Any:
+    """``value`` with every U+0000 removed from its strings (keys included)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    return value
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
@@ -248,6 +259,9 @@ async def save_assistant_message(
     if run is None:
         return None
     tenant_id, user_id, chat_id = run.tenant_id, run.user_id, run.chat_id
+    # What a model or a tool wrote may hold U+0000, which PostgreSQL cannot store: dropped
+    # here rather than failing the run's last write for ever.
+    content, blocks, tool_calls = without_nul(content), without_nul(blocks), without_nul(tool_calls)
     values = {
         "id": new_id("msg"),
         "tenant_id": tenant_id,
