@@ -62,6 +62,7 @@ log = logging.getLogger("copilot.backend")
 
 LABEL = "The copilot backend"
 CLIENT_VERSION = "durable-copilot/1"
+REJOIN_HEADER = "x-copilot-rejoin"
 
 
 class BackendActivities:
@@ -145,7 +146,13 @@ class BackendActivities:
         handle: WorkflowHandle[Any, Any],
         handed: list[HandOff],
     ) -> None:
-        headers = {"accept": "text/event-stream", "x-client-version": CLIENT_VERSION}
+        headers = {
+            "accept": "text/event-stream",
+            "x-client-version": CLIENT_VERSION,
+            # This reader resubmits the same message after a cut: an upstream that is this
+            # server keeps its waits for our tool results open for a while (SIM_REJOIN_GRACE).
+            REJOIN_HEADER: "resubmit",
+        }
         if self._api_key:
             headers["x-api-key"] = self._api_key
         timeout = httpx.Timeout(30.0, read=self._read_timeout_s)

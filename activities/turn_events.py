@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,18 @@ class Shown:
 
     text: str = ""
     reasoning_open: bool = False
+
+
+def _json_like(text: str) -> bool:
+    try:
+        json.loads(text, parse_constant=_reject)
+    except ValueError:
+        return False
+    return True
+
+
+def _reject(name: str) -> None:
+    raise ValueError(name)  # NaN, Infinity: JSON.parse refuses them too
 
 
 async def shown_so_far(log: EventLog, run_id: str, turn: int, seq_start: int) -> Shown:
@@ -75,6 +88,7 @@ class TurnEvents:
         # A notice for the user, written as the answer's first text (part of what is shown
         # and persisted alike).
         self._notice = f"_{notice}_\n\n" if notice else ""
+        self._held = ""  # Sim's route: text that would read as JSON alone (see _hold_json_like)
 
     @property
     def content(self) -> str:
@@ -84,20 +98,22 @@ class TurnEvents:
     async def __call__(self, delta: Delta) -> None:
         turn = self._turn
         if delta.kind == "reasoning":
-            events = [] if self._reasoning else [self._phase("start")]
+            events = self._flush_held() + ([] if self._reasoning else [self._phase("start")])
             self._reasoning = True
-            events.append({"type": EV_REASONING, "data": delta.text, "turn": turn})
-            await self._writer.write(events)
+            events.append(self._text_event(EV_REASONING, delta.text))
+            await self._writer.write(events, text=self._written_text(events))
             return
         events = self._end_reasoning()
-        text = ""
         if delta.kind == "content":
             text = self._notice + self._unseen(delta.text)
             self._notice = ""
+            if self._sim:
+                text = self._hold_json_like(text)
             if text:
-                events.append({"type": EV_CONTENT, "data": text, "turn": turn})
+                events.append(self._text_event(EV_CONTENT, text))
                 self._written.append(text)
         elif delta.kind == "tool_generating":
+            events = self._flush_held() + events
             events.append(
                 {
                     "type": EV_TOOL_GENERATING,
@@ -106,11 +122,41 @@ class TurnEvents:
                     "turn": turn,
                 }
             )
-        await self._writer.write(events, text=text)
+        await self._writer.write(events, text=self._written_text(events))
 
     async def close(self) -> None:
-        """The turn's stream ended: close an open thinking block."""
-        await self._writer.write(self._end_reasoning())
+        """The turn's stream ended: what is held back, then close an open thinking block."""
+        events = self._flush_held() + self._end_reasoning()
+        await self._writer.write(events, text=self._written_text(events))
+
+    def _text_event(self, kind: str, text: str) -> dict[str, Any]:
+        event: dict[str, Any] = {"type": kind, "data": text, "turn": self._turn}
+        if self._sim:
+            # Sim parses a string ``data`` as JSON where it can ("42", "true", "null"); its
+            # server side then reads the text from ``content``.
+            event["content"] = text
+        return event
+
+    @staticmethod
+    def _written_text(events: list[dict[str, Any]]) -> str:
+        return "".join(e["data"] for e in events if e["type"] == EV_CONTENT)
+
+    def _hold_json_like(self, text: str) -> str:
+        """Sim's browser turns a delta that parses as JSON into a value (" 42" shows as "42",
+        '"hi"' as hi, "null" not at all): such a delta waits to be joined with the next."""
+        text = self._held + text
+        if _json_like(text):
+            self._held = text
+            return ""
+        self._held = ""
+        return text
+
+    def _flush_held(self) -> list[dict[str, Any]]:
+        if not self._held:
+            return []
+        text, self._held = self._held, ""
+        self._written.append(text)
+        return [self._text_event(EV_CONTENT, text)]
 
     def _end_reasoning(self) -> list[dict[str, Any]]:
         if not self._reasoning:

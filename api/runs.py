@@ -91,12 +91,13 @@ async def start_chat_run(
     sim_protocol: bool = False,
     provider_config: ProviderConfig | None = None,
     notice: str | None = None,
+    rejoins: bool = False,
 ) -> StartedRun:
     """Start a run. ``sim_protocol``: Sim's route (client tools are host-executed and the
     events follow Sim's own client code)."""
     principal = principal.in_tenant(body.tenant_id)
     await check_start_limits(state, principal, principal.acting_user(body.user_id), client_ip)
-    start = _Start(sim_protocol, provider_config, notice)
+    start = _Start(sim_protocol, provider_config, notice, rejoins)
     try:
         return await _start(state, principal, body, interactive, start)
     except Conflict as exc:
@@ -120,6 +121,7 @@ class _Start:
     sim_protocol: bool
     provider_config: ProviderConfig | None
     notice: str | None
+    rejoins: bool = False
 
 
 async def _start(
@@ -209,7 +211,7 @@ async def _start(
             sim_protocol=sim_protocol,
             run_credential=config is not None,
             notice=notice,
-            host_rejoin_grace_s=settings.host_rejoin_grace_s,
+            host_rejoin_grace_s=settings.host_rejoin_grace_s if start.rejoins else 0,
             load_host_context=bool(settings.sim_app_url and body.workflow_id) and not sim_protocol,
             auto_execute=auto,
             server_tools=sorted(state.tools.names()),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from activities.turn_events import Shown, TurnEvents
 from copilot.providers.base import Delta
 from copilot.tools.catalog import CatalogTool, bounded_view, catalog_id, search
@@ -120,3 +122,19 @@ async def test_a_retried_turn_continues_after_what_was_shown() -> None:
     await emit(Delta("content", "x"))
     assert [(e["type"], e.get("phase")) for e in writer.events] == [
         ("reasoning", "end"), ("content", None)]  # fmt: skip
+
+
+async def test_on_sims_route_no_delta_reads_as_json_and_text_is_also_content() -> None:
+    writer = _Writer()
+    emit = TurnEvents(writer, 1, sim=True)  # type: ignore[arg-type]
+    chunks = ["The answer is", " 42", ", then ", "2024", ".", ' "quoted"', " null", " end", "7"]
+    for chunk in chunks:
+        await emit(Delta("content", chunk))
+    await emit.close()
+    sent = [e["data"] for e in writer.events]
+    assert "".join(sent) == "".join(chunks) == emit.content
+    for text in sent[:-1]:  # each parses as no JSON value (Sim would turn it into one)
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(text)
+    assert sent[-1] == "7"  # a lone value at the very end goes out as it is
+    assert all(e["content"] == e["data"] for e in writer.events)

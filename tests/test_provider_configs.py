@@ -5,6 +5,7 @@ when the run ends, and never in workflow input, history, events or logs."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import asyncpg
@@ -76,12 +77,18 @@ async def test_an_unsupported_config_gets_the_servers_provider_and_a_visible_not
     assert shown.endswith("answered anyway")
 
 
-async def test_a_config_endpoint_the_guard_refuses_is_a_400(stack: Stack) -> None:
-    # The default stack forbids private and loopback provider URLs.
+async def test_a_config_endpoint_the_guard_refuses_is_an_error_sim_shows(stack: Stack) -> None:
+    # The default stack forbids private and loopback provider URLs. Sim shows nothing of a
+    # non-2xx answer, so its route says it in the stream, where Sim shows it.
     config = {"provider": "azure-openai", "model": "d", "apiKey": "k",
               "endpoint": stack.provider.url}  # fmt: skip
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as c:
         resp = await c.post("/api/chat-completion-streaming",
                             json={"message": "hi", "provider": config})  # fmt: skip
-    assert resp.status_code == 400
-    assert "provider.endpoint" in resp.json()["error"]
+    assert resp.status_code == 200
+    assert resp.headers["x-copilot-error"] == "invalid_request"
+    events = [json.loads(line[6:]) for line in resp.text.split("\n") if line[:6] == "data: "]
+    assert [e["type"] for e in events] == ["error", "done"]
+    assert "provider.endpoint" in events[0]["error"]
+    assert events[0]["data"]["code"] == "invalid_request"
+    assert events[1]["data"]["status"] == "failed"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,10 +16,11 @@ from api.runs import start_chat_run, stream_token_for
 from api.schemas import SimChatRequest
 from api.sse import run_frames, sse_response
 from api.state import AppState
-from copilot.errors import NotFound
+from copilot.errors import AppError, NotFound
+from copilot.events.log import encode_frame
 from copilot.providers.registry import context_window
 from copilot.store import repo
-from copilot.types import HostDetachedInput
+from copilot.types import EV_DONE, EV_ERROR, HostDetachedInput
 
 router = APIRouter(tags=["sim"])
 log = logging.getLogger("copilot.api")
@@ -30,19 +31,31 @@ log = logging.getLogger("copilot.api")
     summary="Sim: start a run and stream it (client tools are host-executed)",
 )
 async def chat_completion_streaming(
-    body: SimChatRequest, state: StateDep, principal: PrincipalDep, ip: ClientIpDep
+    body: SimChatRequest,
+    state: StateDep,
+    principal: PrincipalDep,
+    ip: ClientIpDep,
+    x_copilot_rejoin: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     native, config, notice = body.native()
-    run = await start_chat_run(
-        state,
-        principal,
-        native,
-        interactive=True,
-        sim_protocol=True,
-        client_ip=ip,
-        provider_config=config,
-        notice=notice,
-    )
+    try:
+        run = await start_chat_run(
+            state,
+            principal,
+            native,
+            interactive=True,
+            sim_protocol=True,
+            client_ip=ip,
+            provider_config=config,
+            notice=notice,
+            # Sim never reopens a stream: its waits end as soon as it hangs up. A caller that
+            # resubmits after a cut (this server as an upstream's client) says so.
+            rejoins=x_copilot_rejoin == "resubmit",
+        )
+    except AppError as exc:
+        # Sim throws on any non-2xx and shows the user an empty answer (it only logs): say
+        # what went wrong in the stream instead, where Sim shows it.
+        return sse_response(_refusal(exc), {"X-Copilot-Error": exc.code})
     if not run.created:  # the same message again: a caller rejoining its run
         await _signal(state, run.run_id, "host_attached")
     frames = _detach_on_close(
@@ -52,6 +65,14 @@ async def chat_completion_streaming(
     return sse_response(
         frames, {"X-Stream-Token": token, "X-Run-Id": run.run_id, "X-Chat-Id": run.chat_id}
     )
+
+
+async def _refusal(exc: AppError) -> AsyncIterator[str]:
+    error = {"type": EV_ERROR, "seq": 1, "error": exc.message,
+             "data": {"message": exc.message, "code": exc.code, "status": exc.status,
+                      "retryable": exc.status in (429, 503)}}  # fmt: skip
+    done = {"type": EV_DONE, "seq": 2, "data": {"status": "failed"}}
+    yield encode_frame(error) + encode_frame(done)
 
 
 _detaching: set[asyncio.Task[None]] = set()
