@@ -32,7 +32,7 @@ from copilot.providers.base import (
     TurnRequest,
 )
 from copilot.providers.registry import ProviderRegistry
-from copilot.sim import prompt_for_mode
+from copilot.sim import prompt_for_mode, tools_for_mode
 from copilot.store import keys, repo, run_credentials
 from copilot.store.catalogs import CatalogCache
 from copilot.tools.catalog import SEARCH_SCHEMA, SEARCH_TOOL, search_description
@@ -137,6 +137,11 @@ class LlmActivities:
         if not input.offer_tools:
             return []
         client = [ToolSpec(t.name, t.description, t.input_schema) for t in input.client_tools]
+        if input.sim_protocol and input.mode != "chat":
+            # Sim's own tools for what the mode may do (Sim runs them, reports mark-complete).
+            own = _sim_tool_specs(input.mode)
+            names = {t.name for t in own}
+            client = [*own, *(t for t in client if t.name not in names)]
         if input.tool_catalog:
             # The catalog is offered through a search; what it found is offered by name.
             client.append(
@@ -230,6 +235,11 @@ def _system_prompt(input: StreamTurnInput) -> str:
 @functools.lru_cache(maxsize=8)
 def _sim_prompt(mode: str) -> str:
     return prompt_for_mode(mode)[0]
+
+
+@functools.lru_cache(maxsize=8)
+def _sim_tool_specs(mode: str) -> tuple[ToolSpec, ...]:
+    return tuple(ToolSpec(t.name, t.description, t.input_schema) for t in tools_for_mode(mode))
 
 
 class _TurnClock:

@@ -26,7 +26,7 @@ from copilot.config import Settings
 from copilot.errors import Conflict, InvalidRequest, RateLimited, Unavailable
 from copilot.netguard import UnsafeUrl, check_base_url
 from copilot.providers.registry import Route, route_model, routes_by_name
-from copilot.sim import SimTool, resolve_sim_model, tools_for_mode
+from copilot.sim import resolve_sim_model
 from copilot.sim.models import SIM_MODELS
 from copilot.store import catalogs, repo, run_credentials
 from copilot.store.run_credentials import ProviderConfig
@@ -154,12 +154,9 @@ async def _start(
     extras = MessageExtras(
         blocks=context_blocks(body.context), attachments=parse_attachments(body.file_attachments)
     )
-    tools = body.client_tools()
-    if sim_protocol:
-        # Sim's own tools (run on Sim's side, reported by mark-complete) for what the mode may do.
-        own = [ClientTool.model_validate(t.to_client_tool()) for t in _sim_tools(body.mode)]
-        tools = own + [t for t in tools if t.name not in {o.name for o in own}]
-    offered, catalog = await _tool_catalog(state, tools)
+    # On Sim's route, Sim's own tools for the mode are added by the model call itself (static
+    # data of this version: kept out of the run's input and history).
+    offered, catalog = await _tool_catalog(state, body.client_tools())
     async with state.sessions.begin() as session:
         started = await repo.start_run(
             session,
@@ -278,10 +275,6 @@ async def _start(
         created=started.created,
         tenant_id=principal.tenant_id,
     )
-
-
-def _sim_tools(mode: str) -> list[SimTool]:
-    return [] if mode == "chat" else tools_for_mode(mode)
 
 
 def _route(body: ChatRequest, settings: Settings, *, sim_route: bool) -> tuple[Route, str | None]:

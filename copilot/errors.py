@@ -9,7 +9,6 @@ AppError (500 internal)
 ├── TooLarge (413 too_large)
 ├── HostNotAllowed (421 host_not_allowed)
 ├── RateLimited (429 rate_limited)
-├── ProviderFailure (502 provider_error)
 ├── Unavailable (503 unavailable)
 └── Timeout (504 timeout)
 """
@@ -88,11 +87,6 @@ class HostNotAllowed(AppError):
 class RateLimited(AppError):
     status = 429
     code = "rate_limited"
-
-
-class ProviderFailure(AppError):
-    status = 502
-    code = "provider_error"
 
 
 class Unavailable(AppError):

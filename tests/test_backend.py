@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
+from temporalio.worker import Replayer
 
 from copilot.auth import DEV_USER
 from copilot.events.fold import fold_events
@@ -27,6 +28,9 @@ from tests.conftest import Services, Stack, running_stack, scenario
 from tests.fakes.provider import FakeProviderServer
 from tests.live import LiveRun
 from tests.sse import collect
+from tests.test_replay import HISTORIES
+from worker import workflow_runner
+from workflows.chat import ChatWorkflow
 
 pytestmark = pytest.mark.slow
 
@@ -169,6 +173,15 @@ async def test_chat_through_an_upstream_with_server_and_host_tools(
     b_results = {e["toolName"]: e["result"] for e in b_events if e["type"] == "tool_result"}
     assert b_results == {"echo": {"echo": "ping"}, "read_sheet": {"cells": [42]}}
     assert b_events[-1]["data"]["status"] == "completed"
+
+    # A's run took the upstream path (reader signals, outbox updates, local-activity patches):
+    # it replays under the full sandbox, and is kept as a recorded history when asked.
+    temporal = await Client.connect(pair.a.services.temporal_address)
+    history = await temporal.get_workflow_handle(live.run_id).fetch_history()
+    replayer = Replayer(workflows=[ChatWorkflow], workflow_runner=workflow_runner(strict=True))
+    await replayer.replay_workflow(history)
+    if os.environ.get("RECORD_HISTORIES"):
+        (HISTORIES / "backend-patched.json").write_text(history.to_json())
 
     # The next message continues B's conversation (B's responseId comes back as conversationId).
     # (the fake provider answers from the first scenario key in the chat: its third turn)

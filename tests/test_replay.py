@@ -80,10 +80,29 @@ async def test_fresh_runs_replay(client: httpx.AsyncClient, stack: Stack) -> Non
     await live.finished()
     runs["abort"] = live.run_id
 
+    # Sim's route: a host-executed tool reported by mark-complete (an update), a hang-up (a
+    # signal) and a server tool shown as partial; every local-activity patch taken.
+    key = scenario(stack.provider, [
+        {"tool_calls": [{"name": "get_user_workflow", "arguments": {"workflowId": "wf"}},
+                        {"name": "echo", "arguments": {"text": "b"}}]},
+        {"text": "host tool done"},
+    ])  # fmt: skip
+    sim = await LiveRun.start(client, {"message": key, "mode": "agent", "model": "gpt-4o"},
+                              path="/api/chat-completion-streaming")  # fmt: skip
+    call = (await sim.event("tool_call", toolName="get_user_workflow")).data["data"]["id"]
+    done = await client.post("/api/tools/mark-complete",
+                             json={"id": call, "name": "get_user_workflow", "status": 200,
+                                   "data": {"blocks": 2}})  # fmt: skip
+    assert done.status_code == 200, done.text
+    await sim.finished()
+    runs["sim"] = sim.run_id
+
     temporal = await Client.connect(stack.services.temporal_address)
     histories = [await temporal.get_workflow_handle(rid).fetch_history() for rid in runs.values()]
     results = await _replayer().replay_workflows(_each(histories), raise_on_replay_failure=False)
     assert not results.replay_failures
     if os.environ.get("RECORD_HISTORIES"):
+        # Kept beside the older recordings (made before the patches): both branches of every
+        # patch stay replayed until the patch is retired (README, "Changing the workflow").
         for name, history in zip(runs, histories, strict=True):
-            (HISTORIES / f"{name}.json").write_text(history.to_json())
+            (HISTORIES / f"{name}-patched.json").write_text(history.to_json())

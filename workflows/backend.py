@@ -123,21 +123,25 @@ class BackendSteps(RunSteps):
                                        error=f"unknown tool {call.name!r}")  # fmt: skip
         tool.host_executed = tool.host_executed and tool.outcome is None
         tool.waiting_host = tool.waiting_host and tool.outcome is None
-        await workflow.execute_activity(
+        # One call site for the run's short writes (a local activity; see RunSteps._short_io).
+        await self._short_io(
             "record_tool_calls",
             RecordToolCallsInput(
-                run_id=input.run_id, chat_id=input.chat_id, tenant_id=input.tenant_id,
-                user_id=input.user_id, calls=[data], executors=[tool.executor],
+                run_id=input.run_id,
+                chat_id=input.chat_id,
+                tenant_id=input.tenant_id,
+                user_id=input.user_id,
+                calls=[data],
+                executors=[tool.executor],
                 host_executed=[tool.host_executed],
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=IO_RETRY,
-        )  # fmt: skip
+            patch="copilot-backend-record-local",
+        )
         await self._emit([self._call_event(tool)])
         if tool.outcome is None:
             await self._run_tool(input, tool)
         else:
-            await self._emit([self._outcome_event(tool)])
+            await self._emit([self._outcome_event(tool, tool.outcome)])
         outcome = tool.outcome
         if outcome is None or outcome.status == "cancelled" or self._stop is not None:
             return  # aborted: the reader is gone and the upstream's stream with it

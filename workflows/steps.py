@@ -299,14 +299,14 @@ class RunSteps:
         else:
             await self._execute(input, tool)
         if tool.outcome is not None:
-            await self._emit([self._outcome_event(tool)])
+            await self._emit([self._outcome_event(tool, tool.outcome)])
 
     async def _run_background(self, input: ChatRunInput, tool: ToolState) -> None:
         shadow = ToolState(call=tool.call, executor=tool.executor, host_executed=False,
                        requires_confirmation=False, decision=tool.decision)  # fmt: skip
         await self._execute(input, shadow)
         if shadow.outcome is not None:
-            await self._emit([self._outcome_event(shadow)])
+            await self._emit([self._outcome_event(shadow, shadow.outcome)])
 
     async def _execute(self, input: ChatRunInput, tool: ToolState) -> None:
         call = tool.call
@@ -462,9 +462,7 @@ class RunSteps:
         ):
             workflow.upsert_search_attributes([search.STATUS.value_set(status)])
 
-    def _outcome_event(self, tool: ToolState) -> dict[str, Any]:
-        outcome = tool.outcome
-        assert outcome is not None
+    def _outcome_event(self, tool: ToolState, outcome: ToolOutcome) -> dict[str, Any]:
         tool.status = outcome.status
         call = tool.call
         if outcome.status in ("success", "background"):

@@ -54,10 +54,6 @@ class LogHub:
         self._wake_id = "$"
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def followed(self) -> int:
-        return len(self._runs)
-
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="event-log-hub")
 

@@ -16,13 +16,10 @@ whoever continues after a failed writer cannot be overtaken by it.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-
-from copilot.types import EV_DONE
 
 _APPEND = """
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -160,15 +157,11 @@ class EventLog:
 
     async def claim(self, run_id: str, epoch: int) -> int:
         """Fence out every older writer, then return the last seq in the log."""
-        return (await self.claim_state(run_id, epoch))[0]
-
-    async def claim_state(self, run_id: str, epoch: int) -> tuple[int, int]:
-        """``claim``, also returning the fence found (0: no writer ever wrote, or data lost)."""
-        seq, fence, _ = await self.claim_full(run_id, epoch)
-        return seq, fence
+        return (await self.claim_full(run_id, epoch))[0]
 
     async def claim_full(self, run_id: str, epoch: int) -> tuple[int, int, int]:
-        """``claim_state``, also returning the outbox mark (see ``append``)."""
+        """``claim``, also returning the fence found (0: no writer ever wrote, or data lost)
+        and the outbox mark (see ``append``)."""
         result = await self._claim(keys=self._keys(run_id), args=[epoch])
         if not isinstance(result, list):
             raise WriterFenced(f"run {run_id}: a newer writer owns the log")
@@ -192,41 +185,9 @@ class EventLog:
         if keys:
             await self._redis.delete(*keys)
 
-    async def last_seq(self, run_id: str) -> int:
-        entries: Any = await self._redis.xrevrange(stream_key(run_id), count=1)
-        if not entries:
-            return 0
-        return _seq_of(entries[0][0])
-
-    async def first_seq(self, run_id: str) -> int:
-        entries: Any = await self._redis.xrange(stream_key(run_id), count=1)
-        if not entries:
-            return 0
-        return _seq_of(entries[0][0])
-
     async def read_after(self, run_id: str, after: int, count: int = 1000) -> list[LogEntry]:
         entries: Any = await self._redis.xrange(stream_key(run_id), min=f"({after}-0", count=count)
         return [_entry(entry_id, fields) for entry_id, fields in entries]
-
-    async def follow(
-        self, run_id: str, after: int, *, block_ms: int
-    ) -> AsyncIterator[LogEntry | None]:
-        """Yield entries after ``after`` until ``done``; ``None`` when ``block_ms`` passes idle."""
-        key = stream_key(run_id)
-        last = after
-        while True:
-            batch = await self.read_after(run_id, last)
-            if not batch:
-                reply: Any = await self._redis.xread({key: f"{last}-0"}, count=1000, block=block_ms)
-                if not reply:
-                    yield None
-                    continue
-                batch = [_entry(entry_id, fields) for entry_id, fields in reply[0][1]]
-            for entry in batch:
-                last = entry.seq
-                yield entry
-                if entry.event.get("type") == EV_DONE:
-                    return
 
 
 def _seq_of(entry_id: bytes | str) -> int:
