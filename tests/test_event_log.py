@@ -1,14 +1,23 @@
-"""The event log against real Redis: idempotent writes, fencing, replay, follow."""
+"""The event log against real Redis: idempotent writes, fencing, replay; the hub."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from copilot.events.log import EventLog, WriterFenced, encode_frame, writer_epoch
+from copilot.events.hub import LogHub, Subscription
+from copilot.events.log import (
+    NOTIFY_COUNT_KEY,
+    EventLog,
+    WriterFenced,
+    encode_frame,
+    stream_key,
+    writer_epoch,
+)
 from tests.conftest import Services
 
 
@@ -83,3 +92,50 @@ async def test_a_seq_behind_the_log_that_never_landed_is_an_error_not_a_silent_d
     await log.append(run, writer_epoch(1, 1), [_ev(1), _ev(3)])
     with pytest.raises(Exception, match="SEQCONFLICT"):
         await log.append(run, writer_epoch(1, 1), [_ev(2)])
+
+
+async def _next(sub: Subscription) -> int:
+    entry = await sub.get(10)
+    assert entry is not None, "nothing delivered"
+    return entry.seq
+
+
+async def test_the_hub_reads_only_the_runs_that_changed_among_many_followed(
+    services: Services, log: EventLog
+) -> None:
+    redis = Redis.from_url(services.redis_url)
+    hub = LogHub(redis, block_ms=200)
+    await hub.start()
+    try:
+        runs = [f"r-{uuid.uuid4().hex}" for _ in range(300)]
+        subs = {run: await hub.subscribe(run, 0) for run in runs}
+        for run in runs[::100]:  # three of them get events
+            await log.append(run, writer_epoch(1, 1), [_ev(1), _ev(2, "done")])
+        for run in runs[::100]:
+            assert [await _next(subs[run]), await _next(subs[run])] == [1, 2]
+        assert all(subs[run].queue.empty() for run in runs if run not in runs[::100])
+    finally:
+        await hub.stop()
+        await redis.aclose()
+
+
+async def test_the_hub_reads_every_followed_run_after_a_gap_in_notices(
+    services: Services, log: EventLog
+) -> None:
+    """Notices are hints; lost ones (trimmed while a hub lagged, or Redis lost data) show as a
+    gap in their numbering, and the hub then reads every run it follows."""
+    redis = Redis.from_url(services.redis_url)
+    hub = LogHub(redis, block_ms=200)
+    await hub.start()
+    try:
+        quiet, loud = f"r-{uuid.uuid4().hex}", f"r-{uuid.uuid4().hex}"
+        sub = await hub.subscribe(quiet, 0)
+        await hub.subscribe(loud, 0)
+        # An entry the hub gets no notice of, and a notice number skipped (a lost notice).
+        await redis.xadd(stream_key(quiet), {"d": json.dumps(_ev(1))}, id="1-0")
+        await redis.incr(NOTIFY_COUNT_KEY)
+        await log.append(loud, writer_epoch(1, 1), [_ev(1)])
+        assert await _next(sub) == 1
+    finally:
+        await hub.stop()
+        await redis.aclose()

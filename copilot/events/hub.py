@@ -1,10 +1,19 @@
 """One Redis reader per API process, multiplexing every run its SSE clients follow.
 
 A blocked ``XREAD`` holds its connection, so one per client would need as many Redis
-connections as open streams. The hub runs a single ``XREAD BLOCK`` over all followed runs (plus
-a private *wake* stream, written when a new run is followed so the blocked read returns and
-picks it up) and fans entries out to subscriber queues. Catch-up reads (``XRANGE``) use the
-shared pool and never block, so an API process uses O(1) Redis connections.
+connections as open streams; and one ``XREAD`` over every followed run's key re-sends all those
+keys on every wake-up (1,000 followed runs: about 2 ms of client CPU per read, which capped how
+many streams an API process could serve beside many idle ones). Instead, every append also
+adds a notice naming its run to one shared *notify* stream (``copilot.events.log``). The hub
+blocks on that stream alone, reads the runs it names that it follows (``XRANGE`` after each
+run's cursor, pipelined) and fans the entries out to subscriber queues: the cost of a wake-up
+is that of the runs that changed, whatever the number followed.
+
+The run logs stay the truth; a notice is only a hint. Whenever the hub may have missed notices
+(its read failed: Redis restarted or the connection dropped; or notices were trimmed while it
+lagged) it reads every followed run after its cursor once. New subscribers need no wake-up:
+they register before reading their own backlog, so anything appended after that backlog is
+noticed.
 """
 
 from __future__ import annotations
@@ -12,15 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 
-from copilot.events.log import LogEntry, _entry, stream_key
+from copilot.events.log import NOTIFY_KEY, LogEntry, _entry, stream_key
 
 log = logging.getLogger("copilot.events")
+
+_PREFIX, _SUFFIX = "copilot:run:", ":events"
 
 
 @dataclass
@@ -46,24 +56,30 @@ class Subscription:
 
 
 class LogHub:
-    def __init__(self, redis: Redis, *, block_ms: int = 5000) -> None:
+    def __init__(self, redis: Redis, *, block_ms: int = 2000) -> None:
         self._redis = redis
         self._block_ms = block_ms
         self._runs: dict[str, _Followed] = {}
-        self._wake_key = f"copilot:hub:{uuid.uuid4().hex}:wake"
-        self._wake_id = "$"
+        self._notice_id: str | None = None  # None: not positioned (start, or after a failure)
+        self._notice_n = 0  # the number of the last notice read (they are numbered 1, 2, 3…)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="event-log-hub")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Let the blocked read return, then end (redis-py may never finish cancelling a
+        blocked ``XREAD``: the task would hang in "cancelling")."""
+        if self._task is None:
+            return
+        self._stopping = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self._block_ms / 1000 + 2)
+        except TimeoutError:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(Exception):
-            await self._redis.delete(self._wake_key)
 
     async def subscribe(self, run_id: str, after: int) -> Subscription:
         """Deliver entries of ``run_id`` the hub reads from now on (the caller catches up)."""
@@ -71,7 +87,6 @@ class LogHub:
         followed = self._runs.get(run_id)
         if followed is None:
             followed = self._runs[run_id] = _Followed(cursor=after)
-            await self._wake()
         followed.queues.add(queue)
         return Subscription(self, run_id, queue)
 
@@ -83,38 +98,89 @@ class LogHub:
         if not followed.queues:
             del self._runs[run_id]
 
-    async def _wake(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._redis.xadd(self._wake_key, {"w": "1"}, maxlen=10, approximate=True)
-
     async def _loop(self) -> None:
         backoff = 0.05
-        while True:
-            streams: dict[Any, Any] = {self._wake_key: self._wake_id}
-            for run_id, followed in self._runs.items():
-                streams[stream_key(run_id)] = f"{followed.cursor}-0"
+        while not self._stopping:
             try:
-                reply: Any = await self._redis.xread(streams, count=500, block=self._block_ms)
+                if self._notice_id is None:
+                    await self._position()
+                    await self._read_runs(list(self._runs))  # whatever was missed meanwhile
+                notices, gap = await self._next_notices()
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("event hub read failed (%s); retrying in %.2fs", exc, backoff)
+                self._notice_id = None  # notices may be lost: read every followed run again
                 await asyncio.sleep(backoff)  # Redis is down: back off, then read again
                 backoff = min(backoff * 2, 2.0)
                 continue
-            for key, entries in reply or []:
-                name = key.decode() if isinstance(key, bytes) else str(key)
-                if name == self._wake_key:
-                    last = entries[-1][0]
-                    self._wake_id = last.decode() if isinstance(last, bytes) else str(last)
+            # A gap in the numbering: notices were lost (trimmed while this hub lagged, or
+            # Redis lost its data); read every followed run rather than miss one.
+            changed = list(self._runs) if gap else [r for r in dict.fromkeys(notices)
+                                                      if r in self._runs]  # fmt: skip
+            if changed:
+                try:
+                    await self._read_runs(changed)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("event hub catch-up failed (%s)", exc)
+                    self._notice_id = None
+
+    async def _position(self) -> None:
+        """Start after the newest notice; if notices were trimmed past us, we re-read anyway."""
+        last: Any = await self._redis.xrevrange(NOTIFY_KEY, count=1)
+        self._notice_id = _text(last[0][0]) if last else "0-0"
+        self._notice_n = _number(last[0][1]) if last else 0
+
+    async def _next_notices(self) -> tuple[list[str], bool]:
+        """(the run ids named by the notices after ours, whether some were lost); blocks up to
+        ``block_ms``."""
+        assert self._notice_id is not None
+        reply: Any = await self._redis.xread(
+            {NOTIFY_KEY: self._notice_id}, count=1000, block=self._block_ms
+        )
+        runs: list[str] = []
+        gap = False
+        for _key, entries in reply or []:
+            for entry_id, fields in entries:
+                self._notice_id = _text(entry_id)
+                number = _number(fields)
+                gap = gap or number != self._notice_n + 1
+                self._notice_n = number
+                key = _text(fields.get(b"r", fields.get("r", b"")))
+                runs.append(key.removeprefix(_PREFIX).removesuffix(_SUFFIX))
+        return runs, gap
+
+    async def _read_runs(self, run_ids: list[str]) -> None:
+        """Read each run after its cursor (one pipelined round trip) and fan the entries out."""
+        wanted = [(run_id, self._runs[run_id].cursor) for run_id in run_ids if run_id in self._runs]
+        if not wanted:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for run_id, cursor in wanted:
+            pipe.xrange(stream_key(run_id), min=f"({cursor}-0", count=1000)
+        replies: list[Any] = await pipe.execute()
+        for (run_id, _), entries in zip(wanted, replies, strict=True):
+            target = self._runs.get(run_id)
+            if target is None:
+                continue
+            for entry_id, fields in entries or []:
+                entry = _entry(entry_id, fields)
+                if entry.seq <= target.cursor:
                     continue
-                run_id = name.removeprefix("copilot:run:").removesuffix(":events")
-                target = self._runs.get(run_id)
-                if target is None:
-                    continue
-                for entry_id, fields in entries:
-                    entry = _entry(entry_id, fields)
-                    target.cursor = max(target.cursor, entry.seq)
-                    for queue in target.queues:
-                        queue.put_nowait(entry)
+                target.cursor = entry.seq
+                for queue in target.queues:
+                    queue.put_nowait(entry)
+            if entries and len(entries) == 1000:
+                await self._read_runs([run_id])  # more than one batch was waiting
+
+
+def _number(fields: Any) -> int:
+    raw = fields.get(b"n", fields.get("n", 0))
+    return int(_text(raw) or 0)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -45,6 +45,11 @@ for i = 4, #ARGV, 2 do
     end
   end
 end
+-- One notice per batch on the shared notify stream: readers (copilot/events/hub.py) block on
+-- it alone, whatever number of runs they follow, and read the runs it names.
+-- Numbered, so a reader sees a gap (notices trimmed while it lagged, or Redis lost its data).
+local n = redis.call('INCR', KEYS[5])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100000', '*', 'r', KEYS[1], 'n', n)
 return 1
 """
 
@@ -70,6 +75,11 @@ class LogGone(Exception):
 
 def stream_key(run_id: str) -> str:
     return f"copilot:run:{run_id}:events"
+
+
+# Every append adds one entry naming its run's stream key here (trimmed to ~100,000 entries).
+NOTIFY_KEY = "copilot:events:notify"
+NOTIFY_COUNT_KEY = "copilot:events:notify:n"
 
 
 def fence_key(run_id: str) -> str:
@@ -149,7 +159,8 @@ class EventLog:
         for event in events:
             argv.append(event["seq"])
             argv.append(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
-        result = await self._append(keys=self._keys(run_id), args=argv)
+        keys = [*self._keys(run_id), NOTIFY_KEY, NOTIFY_COUNT_KEY]
+        result = await self._append(keys=keys, args=argv)
         if int(result) == -2:
             raise LogGone(f"run {run_id}: the event log is gone")
         if int(result) < 0:
