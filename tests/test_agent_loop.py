@@ -390,3 +390,19 @@ async def test_a_workflow_the_host_does_not_know_is_404_workflow_not_found(
     assert resp.json()["code"] == "workflow_not_found"
     assert "missing-42" in resp.json()["error"]
     assert await provider_requests(strict_stack.provider, key) == []  # no model call made
+
+
+async def test_on_sims_route_a_tool_the_settings_confirm_does_not_wait(
+    strict: httpx.AsyncClient, strict_stack: Stack
+) -> None:
+    """TOOLS_REQUIRING_CONFIRMATION names get_current_time on this stack; Sim confirms on its
+    side and never calls our confirm, so on its route the tool runs at once."""
+    key = scenario(strict_stack.provider, [
+        {"tool_calls": [{"name": "get_current_time", "arguments": {}}]}, {"text": "it is now"},
+    ])  # fmt: skip
+    live = await LiveRun.start(strict, {"message": key, "userId": "u-9", "model": "gpt-4o"},
+                               path="/api/chat-completion-streaming")  # fmt: skip
+    await live.finished()
+    assert "awaiting_confirmation" not in [f.data.get("status") for f in live.frames]
+    assert (await live.event("tool_result")).data["toolName"] == "get_current_time"
+    assert live.content() == "it is now"

@@ -13,7 +13,14 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from tests.conftest import Services, Stack, provider_requests, running_stack, scenario
+from tests.conftest import (
+    Services,
+    Stack,
+    provider_requests,
+    running_stack,
+    scenario,
+    sent_key,
+)
 from tests.fakes.provider import FakeProviderServer
 from tests.sse import collect
 
@@ -92,3 +99,23 @@ async def test_a_config_endpoint_the_guard_refuses_is_an_error_sim_shows(stack: 
     assert "provider.endpoint" in events[0]["error"]
     assert events[0]["data"]["code"] == "invalid_request"
     assert events[1]["data"]["status"] == "failed"
+
+
+async def test_sims_own_key_in_a_provider_config_is_never_sent_to_the_provider(
+    open_stack: Stack,
+) -> None:
+    """Sim fills an openai/anthropic config's apiKey with its COPILOT_API_KEY: our service key.
+    It must not reach a provider; the server's own key answers."""
+    key = scenario(open_stack.provider, [{"text": "with the server's key"}])
+    service_key = "sk-copilot-looks-like-ours-123"
+    config = {"provider": "openai", "model": "gpt-4o", "apiKey": service_key}
+    async with (
+        httpx.AsyncClient(base_url=open_stack.api_url, timeout=60) as c,
+        c.stream("POST", "/api/chat-completion-streaming", headers={"x-api-key": service_key},
+                 json={"message": key, "provider": config}) as resp,
+    ):  # fmt: skip
+        assert resp.status_code == 200
+        await collect(resp)
+    sent = (await provider_requests(open_stack.provider, key))[0]
+    assert sent_key(sent["headers"]) == "sk-test-openai"  # the stack's OPENAI_API_KEY
+    assert service_key not in json.dumps(sent)

@@ -245,12 +245,12 @@ class RunSteps:
         is_server = (call.name in input.server_tools or searches) and call.name not in client
         host_executed = not is_server and (input.host_executed or not input.delegate_client_tools)
         spec = client.get(call.name)
-        needs = call.name in input.confirm_always or (
+        needs = (call.name in input.confirm_always and not input.sim_protocol) or (
             not input.auto_execute
             and not input.host_executed
             and spec is not None
             and spec.requires_confirmation
-        )
+        )  # Sim confirms on its side and never calls our confirm: no wait on its route
         tool = ToolState(call=call, executor="server" if is_server else "client",
                          host_executed=host_executed, requires_confirmation=needs)  # fmt: skip
         # A host may answer as soon as it sees tool_call: accept its result from then on.

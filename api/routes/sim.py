@@ -36,8 +36,13 @@ async def chat_completion_streaming(
     principal: PrincipalDep,
     ip: ClientIpDep,
     x_copilot_rejoin: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     native, config, notice = body.native()
+    if config is not None and x_api_key is not None and config.api_key == x_api_key:
+        # Sim fills an openai/anthropic config's apiKey with its COPILOT_API_KEY, which is
+        # our service key: never forward that to a provider; answer with the server's key.
+        config = None
     try:
         run = await start_chat_run(
             state,
