@@ -19,12 +19,12 @@ from activities.backend import BackendActivities
 from activities.chats import ChatActivities
 from activities.events import EventActivities
 from activities.llm import LlmActivities
+from activities.metrics import WorkerMetrics
 from activities.tools import ToolActivities
 from copilot.config import Settings
 from copilot.crypto import Keyring
 from copilot.events.log import EventLog
 from copilot.providers.registry import ProviderRegistry
-from activities.metrics import WorkerMetrics
 from copilot.store.catalogs import CatalogCache
 from copilot.store.engine import make_engine, make_sessionmaker
 from copilot.temporal import connect
