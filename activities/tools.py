@@ -129,29 +129,14 @@ class ToolActivities:
         if not self._sim_app_url:
             raise ApplicationError("SIM_APP_URL is not set", type="tool_failed", non_retryable=True)
         started = time.monotonic()
-        # A retry after a crash repeats the call id: a host that keeps what it did per key
-        # answers it again instead of doing it twice (see README, "Tools: running twice").
-        headers = {"Idempotency-Key": input.tool_call_id}
-        if self._sim_app_api_key:
-            headers["x-api-key"] = self._sim_app_api_key
-        body = {
-            "toolCallId": input.tool_call_id,
-            "toolName": input.name,
-            "arguments": input.arguments,
-            "userId": input.user_id,
-            "workflowId": input.host_workflow_id,
-            "chatId": input.chat_id,
-        }
-        try:
-            resp = await _heartbeating(
-                self._http.post(
-                    f"{self._sim_app_url}/api/copilot/execute-tool", json=body, headers=headers
-                )
-            )
-        except httpx.HTTPError as exc:
-            raise ApplicationError(f"host app unreachable: {exc}") from None  # retryable
-        if resp.status_code >= 500 or resp.status_code == 429:
-            raise ApplicationError(f"host app answered {resp.status_code}")  # retryable
+        resp = await self._host_execute(
+            input.tool_call_id,
+            input.name,
+            input.arguments,
+            user_id=input.user_id,
+            workflow_id=input.host_workflow_id,
+            chat_id=input.chat_id,
+        )
         if len(resp.content) > self._max_result_bytes:
             return ToolOutcome(
                 input.tool_call_id,
@@ -201,23 +186,30 @@ class ToolActivities:
             input.tool_call_id, input.name, "success", result=view, duration_ms=_elapsed_ms(started)
         )
 
-    @activity.defn
-    async def load_host_context(self, input: LoadHostContextInput) -> LoadHostContextResult:
-        """Ask the host app for the workflow's current state (its ``get_user_workflow`` tool)
-        and add it to the run's user message as a context block."""
-        if not self._sim_app_url:
-            return LoadHostContextResult(found=True)
-        key = f"ctx_{input.run_id}"
-        headers = {"Idempotency-Key": key}
+    async def _host_execute(
+        self,
+        call_id: str,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        user_id: str,
+        workflow_id: str | None,
+        chat_id: str,
+    ) -> httpx.Response:
+        """POST one tool call to the host app; its 5xx, 429 and transport errors are
+        retryable failures of the calling activity."""
+        # A retry after a crash repeats the call id: a host that keeps what it did per key
+        # answers it again instead of doing it twice (see README, "Tools: running twice").
+        headers = {"Idempotency-Key": call_id}
         if self._sim_app_api_key:
             headers["x-api-key"] = self._sim_app_api_key
         body = {
-            "toolCallId": key,
-            "toolName": "get_user_workflow",
-            "arguments": {"workflowId": input.host_workflow_id},
-            "userId": input.user_id,
-            "workflowId": input.host_workflow_id,
-            "chatId": input.chat_id,
+            "toolCallId": call_id,
+            "toolName": name,
+            "arguments": arguments,
+            "userId": user_id,
+            "workflowId": workflow_id,
+            "chatId": chat_id,
         }
         try:
             resp = await _heartbeating(
@@ -229,6 +221,22 @@ class ToolActivities:
             raise ApplicationError(f"host app unreachable: {exc}") from None  # retryable
         if resp.status_code >= 500 or resp.status_code == 429:
             raise ApplicationError(f"host app answered {resp.status_code}")  # retryable
+        return resp
+
+    @activity.defn
+    async def load_host_context(self, input: LoadHostContextInput) -> LoadHostContextResult:
+        """Ask the host app for the workflow's current state (its ``get_user_workflow`` tool)
+        and add it to the run's user message as a context block."""
+        if not self._sim_app_url:
+            return LoadHostContextResult(found=True)
+        resp = await self._host_execute(
+            f"ctx_{input.run_id}",
+            "get_user_workflow",
+            {"workflowId": input.host_workflow_id},
+            user_id=input.user_id,
+            workflow_id=input.host_workflow_id,
+            chat_id=input.chat_id,
+        )
         if resp.status_code == 404:
             return LoadHostContextResult(found=False)
         try:
