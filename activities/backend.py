@@ -100,8 +100,9 @@ class BackendActivities:
         # A retry is a new upstream turn: clients drop the text of every turn the last
         # attempt streamed (an upstream may run several model turns in one stream).
         resets = await self._turns_written(input) if info.attempt > 1 else None
-        payload, _ = await asyncio.gather(self._payload(input), writer.open(first_seq,
-                                          reset_turns=resets))  # fmt: skip
+        payload, _ = await asyncio.gather(
+            self._payload(input), writer.open(first_seq, reset_turns=resets)
+        )
         handle = self._temporal.get_workflow_handle(input.run_id, run_id=info.workflow_run_id)
         translator = UpstreamTranslator(run_id=input.run_id, label=LABEL)
         handed: list[HandOff] = []
@@ -122,8 +123,11 @@ class BackendActivities:
         finished = translator.finished
         assert finished is not None
         if translator.ignored_after_done:
-            log.warning("run %s: %d upstream events after done were ignored", input.run_id,
-                        translator.ignored_after_done)  # fmt: skip
+            log.warning(
+                "run %s: %d upstream events after done were ignored",
+                input.run_id,
+                translator.ignored_after_done,
+            )
         if finished.response_id:
             await self._remember_conversation(input, finished.response_id)
         writer.beat(force=True)
@@ -159,17 +163,22 @@ class BackendActivities:
         decoder = SseDecoder()
         try:
             async with self._http.stream(
-                "POST", f"{url}/api/chat-completion-streaming", json=payload, headers=headers,
+                "POST",
+                f"{url}/api/chat-completion-streaming",
+                json=payload,
+                headers=headers,
                 timeout=timeout,
-            ) as resp:  # fmt: skip
+            ) as resp:
                 if resp.status_code >= 400:
                     body = (await resp.aread()).decode(errors="replace")
                     if resp.status_code in (401, 403):
                         raise ProviderError(
                             f"{LABEL} rejected this server's key ({resp.status_code}): set "
                             "COPILOT_BACKEND_API_KEY to a key the backend issued",
-                            retryable=False, status=resp.status_code, code="provider_auth",
-                        )  # fmt: skip
+                            retryable=False,
+                            status=resp.status_code,
+                            code="provider_auth",
+                        )
                     retry_after = parse_retry_after(resp.headers.get("retry-after"))
                     raise status_error(LABEL, resp.status_code, _error_text(body), retry_after)
                 async for chunk in resp.aiter_bytes():
@@ -177,22 +186,31 @@ class BackendActivities:
                         for action in translator.handle(message):
                             if isinstance(action, Forward):
                                 event = action.event
-                                text = (event["data"] if event["type"] == EV_CONTENT
-                                        and "subagent" not in event else "")  # fmt: skip
+                                text = (
+                                    event["data"]
+                                    if event["type"] == EV_CONTENT and "subagent" not in event
+                                    else ""
+                                )
                                 await writer.write([event], text=text)
                             elif isinstance(action, HandOff):
                                 handed.append(action)
                                 await handle.signal(
                                     "backend_tool_call",
-                                    BackendToolCall(action.upstream_id, action.id, action.name,
-                                                    action.arguments, action.subagent),
-                                )  # fmt: skip
+                                    BackendToolCall(
+                                        action.upstream_id,
+                                        action.id,
+                                        action.name,
+                                        action.arguments,
+                                        action.subagent,
+                                    ),
+                                )
                             elif isinstance(action, Finished):
                                 return
                 decoder.close()
         except httpx.TransportError as exc:
-            raise ProviderError(f"{LABEL} connection failed: {type(exc).__name__}: {exc}",
-                                retryable=True) from None  # fmt: skip
+            raise ProviderError(
+                f"{LABEL} connection failed: {type(exc).__name__}: {exc}", retryable=True
+            ) from None
         if translator.finished is None:
             raise ProviderError(
                 f"{LABEL} ended its stream without a done event (cut mid-answer)", retryable=True
@@ -297,11 +315,17 @@ class BackendActivities:
         of ours after a lost answer), ``unknown`` (it no longer waits for this call)."""
         url = self._require_url()
         headers = {"x-api-key": self._api_key} if self._api_key else {}
-        body = {"id": input.upstream_id, "name": input.name, "status": input.status,
-                "message": input.message, "data": input.data}  # fmt: skip
+        body = {
+            "id": input.upstream_id,
+            "name": input.name,
+            "status": input.status,
+            "message": input.message,
+            "data": input.data,
+        }
         try:
-            resp = await self._http.post(f"{url}/api/tools/mark-complete", json=body,
-                                         headers=headers, timeout=30.0)  # fmt: skip
+            resp = await self._http.post(
+                f"{url}/api/tools/mark-complete", json=body, headers=headers, timeout=30.0
+            )
         except httpx.TransportError as exc:
             raise ApplicationError(f"{LABEL} unreachable for mark-complete: {exc}") from None
         if resp.status_code < 300:
@@ -309,8 +333,11 @@ class BackendActivities:
         if resp.status_code == 409:
             return "already"
         if resp.status_code == 404:
-            log.warning("run %s: the upstream does not know tool call %s (any more)",
-                        input.run_id, input.upstream_id)  # fmt: skip
+            log.warning(
+                "run %s: the upstream does not know tool call %s (any more)",
+                input.run_id,
+                input.upstream_id,
+            )
             return "unknown"
         if resp.status_code == 429 or resp.status_code >= 500:
             delay = parse_retry_after(resp.headers.get("retry-after"))

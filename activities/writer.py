@@ -97,17 +97,25 @@ class TurnWriter:
         self, events: list[dict[str, Any]], text: str, outbox_mark: int | None
     ) -> None:
         try:
-            await self._log.append(self._input.run_id, self.epoch, self._number(events),
-                                   check_gone=True, outbox_mark=outbox_mark)  # fmt: skip
+            await self._log.append(
+                self._input.run_id,
+                self.epoch,
+                self._number(events),
+                check_gone=True,
+                outbox_mark=outbox_mark,
+            )
         except LogGone:
             # Redis lost the log mid-turn. Only this writer knows the turn's text so far:
             # re-seed the log with a snapshot, so readers never see a silent gap. Numbering
             # jumps ahead: clients may have seen seqs the lost log held (even this batch's).
             self.next_seq += SEQ_JUMP_AFTER_LOSS
             snapshot = {"type": EV_SNAPSHOT, "data": self._snapshot()}
-            await self._log.append(self._input.run_id, self.epoch,
-                                   self._number([snapshot, *events]),
-                                   outbox_mark=outbox_mark)  # fmt: skip
+            await self._log.append(
+                self._input.run_id,
+                self.epoch,
+                self._number([snapshot, *events]),
+                outbox_mark=outbox_mark,
+            )
         if text:
             self._text.append(text)  # after the write: a re-seed must not count it twice
         if outbox_mark is not None:
@@ -124,11 +132,17 @@ class TurnWriter:
     def _snapshot(self) -> dict[str, Any]:
         prior = self._input.prior_turns
         calls = [
-            {"id": c.id, "name": c.name, "arguments": c.arguments, "status": o.status,
-             "result": o.result, "error": o.error}
+            {
+                "id": c.id,
+                "name": c.name,
+                "arguments": c.arguments,
+                "status": o.status,
+                "result": o.result,
+                "error": o.error,
+            }
             for turn in prior
             for c, o in zip(turn.tool_calls, turn.outcomes, strict=False)
-        ]  # fmt: skip
+        ]
         content = "".join(t.content for t in prior) + "".join(self._text)
         return {
             "status": "running",

@@ -86,8 +86,10 @@ def create_app(settings: Settings) -> FastAPI:
                 await stack.enter_async_context(
                     serving(settings, temporal, sticky_timeout=timedelta(seconds=3))
                 )
-                log.info("API worker polling task queue %r: runs start eagerly here",
-                         settings.temporal_task_queue)  # fmt: skip
+                log.info(
+                    "API worker polling task queue %r: runs start eagerly here",
+                    settings.temporal_task_queue,
+                )
             yield
 
     app = FastAPI(

@@ -53,8 +53,9 @@ async def authenticate(state: AppState, api_key: str | None, tenant_id: str | No
         async with state.sessions() as session:
             row = await apikeys.find_key(session, key=api_key)
         if row is not None:
-            return Principal(kind=row.kind, tenant_id=row.tenant_id, user_id=row.user_id,
-                             key_id=row.id)  # fmt: skip
+            return Principal(
+                kind=row.kind, tenant_id=row.tenant_id, user_id=row.user_id, key_id=row.id
+            )
     raise Unauthorized("invalid API key")
 
 
@@ -95,9 +96,11 @@ async def limit_reads(state: StateDep, principal: PrincipalDep, ip: ClientIpDep)
         state.metrics.rate_limited.labels(scope="reads").inc()
         raise RateLimited(
             f"too many requests; retry in {verdict.reset_s}s",
-            headers={"Retry-After": str(verdict.reset_s),
-                     **verdict.headers(state.limiter.window_s)},
-        )  # fmt: skip
+            headers={
+                "Retry-After": str(verdict.reset_s),
+                **verdict.headers(state.limiter.window_s),
+            },
+        )
 
 
 ReadLimit = Depends(limit_reads)

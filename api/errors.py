@@ -74,17 +74,23 @@ def install_error_handlers(app: FastAPI) -> None:
             # PostgreSQL text cannot hold U+0000: the request is at fault, and nothing was
             # written (the statement failed, the transaction rolls back).
             return JSONResponse(
-                {"success": False, "code": "invalid_request",
-                 "error": "invalid request: text must not contain NUL (U+0000) characters",
-                 "details": [{"field": "body", "msg": "contains U+0000"}]},
+                {
+                    "success": False,
+                    "code": "invalid_request",
+                    "error": "invalid request: text must not contain NUL (U+0000) characters",
+                    "details": [{"field": "body", "msg": "contains U+0000"}],
+                },
                 status_code=400,
-            )  # fmt: skip
+            )
         log.exception("database error", exc_info=exc)
         return JSONResponse(
-            {"success": False, "error": "the database is unavailable; try again shortly",
-             "code": "unavailable"},
+            {
+                "success": False,
+                "error": "the database is unavailable; try again shortly",
+                "code": "unavailable",
+            },
             status_code=503,
-        )  # fmt: skip
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -101,9 +101,16 @@ class BodyLimit:
             except Exception:  # the 413 still goes out; the handler's failure is logged
                 log.exception("overflow handler for %s failed", scope["path"])
         body = _too_large(rule.max_bytes, rule.setting)
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

@@ -18,20 +18,26 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("copilot_http_requests", "HTTP requests",
-                                ["method", "route", "status"], registry=r)  # fmt: skip
+        self.requests = Counter(
+            "copilot_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
         self.runs_started = Counter(
             "copilot_runs_started", "Runs started", ["provider"], registry=r
         )
         self.runs = Gauge("copilot_runs", "Runs by status (at scrape time)", ["status"], registry=r)
-        self.tool_calls = Gauge("copilot_tool_calls", "Tool calls by status (at scrape time)",
-                                ["status"], registry=r)  # fmt: skip
+        self.tool_calls = Gauge(
+            "copilot_tool_calls", "Tool calls by status (at scrape time)", ["status"], registry=r
+        )
         self.sse_active = Gauge("copilot_sse_streams_active", "Open SSE streams", registry=r)
-        self.rate_limited = Counter("copilot_rate_limited", "Requests refused by rate limits",
-                                    ["scope"], registry=r)  # fmt: skip
-        self.ttft = Histogram("copilot_api_time_to_first_token_seconds",
-                              "POST to the first content frame, as the client sees it",
-                              buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.rate_limited = Counter(
+            "copilot_rate_limited", "Requests refused by rate limits", ["scope"], registry=r
+        )
+        self.ttft = Histogram(
+            "copilot_api_time_to_first_token_seconds",
+            "POST to the first content frame, as the client sees it",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
 
 
 class RequestMetrics:

@@ -122,8 +122,7 @@ def verify_stream_token(key: bytes, token: str, *, run_id: str, max_ttl_s: int) 
         raise Unauthorized(STALE_TOKEN)
     if token_run != run_id:
         raise NotFound("run not found", code="run_not_found")  # never reveal another run
-    return Principal(kind="stream", tenant_id=tenant_id, user_id=user_id, run_id=run_id,
-                     key_id=ref)  # fmt: skip
+    return Principal(kind="stream", tenant_id=tenant_id, user_id=user_id, run_id=run_id, key_id=ref)
 
 
 STALE_TOKEN = "stream token expired: fetch a fresh one from GET /api/copilot/runs/{runId}"

@@ -161,8 +161,10 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
         rotate_database(settings.database_url, keyring=keyring, dry_run=args.dry_run)
     )
     verb = "would re-encrypt" if args.dry_run else "re-encrypted"
-    print(f"{verb} {report.rotated} provider key(s) under key id {keyring.primary_id}; "
-          f"{report.current} already under it")  # fmt: skip
+    print(
+        f"{verb} {report.rotated} provider key(s) under key id {keyring.primary_id}; "
+        f"{report.current} already under it"
+    )
     for failure in report.failed:
         print(f"could not decrypt {failure}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -278,10 +280,14 @@ def _tend(app: _Restartable, stopping: Callable[[], bool]) -> bool:
         _report_crash_loop(app, decision)
         return False
     log.warning(
-        "%s %s; restarting in %.1fs (restart %d of %d within %.0fs)", app.name,
-        app.child.exit_description(), decision.delay, decision.crashes, decision.allowed,
+        "%s %s; restarting in %.1fs (restart %d of %d within %.0fs)",
+        app.name,
+        app.child.exit_description(),
+        decision.delay,
+        decision.crashes,
+        decision.allowed,
         app.policy.window,
-    )  # fmt: skip
+    )
     app.restart_at = now + decision.delay
     return True
 
@@ -292,9 +298,13 @@ def _report_crash_loop(app: _Restartable, decision: RestartDecision) -> None:
         "copilot dev gives up and stops everything.\nIts output is in %s; the last lines:\n"
         "%s\nFix what they show (often a setting in .env or the environment), then run "
         "`copilot dev` again.",
-        app.name, app.child.exit_description(), decision.crashes, app.policy.window,
-        app.child.log_path, app.child.log_tail(20),
-    )  # fmt: skip
+        app.name,
+        app.child.exit_description(),
+        decision.crashes,
+        app.policy.window,
+        app.child.log_path,
+        app.child.log_tail(20),
+    )
 
 
 def _report_service_death(service: Child, data_dir: Path) -> None:
@@ -304,9 +314,12 @@ def _report_service_death(service: Child, data_dir: Path) -> None:
         "%s (embedded) %s. copilot dev restarts only the worker and the API, not its embedded "
         "services, so it stops everything.\nIts log is %s; the last lines:\n%s\n"
         "Run `copilot dev` again: the data in %s is kept.",
-        service.name, service.exit_description(), service.log_path, service.log_tail(20),
+        service.name,
+        service.exit_description(),
+        service.log_path,
+        service.log_tail(20),
         data_dir,
-    )  # fmt: skip
+    )
 
 
 def _supervise(app: list[_Restartable], emb: Embedded, stopping: Callable[[], bool]) -> int:
@@ -328,12 +341,15 @@ def _print_ready(started: float, url: str, emb: Embedded, dev_mode: bool) -> Non
         f"\nReady in {time.monotonic() - started:.1f}s\n"
         f"  API          {url}  (health: /api/health, docs: /docs)\n"
         + (f"  Temporal UI  {emb.temporal_ui_url}\n" if emb.temporal_ui_url else "")
-        + ("  Auth         none (development mode: set COPILOT_API_KEY to secure it)\n"
-           if dev_mode else "  Auth         x-api-key required\n")
+        + (
+            "  Auth         none (development mode: set COPILOT_API_KEY to secure it)\n"
+            if dev_mode
+            else "  Auth         x-api-key required\n"
+        )
         + f"  Logs         {emb.data_dir / 'logs'}\n"
         + "Press Ctrl-C to stop everything.",
         flush=True,
-    )  # fmt: skip
+    )
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

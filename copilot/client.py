@@ -90,9 +90,11 @@ class ChatSession:
         while reconnects < MAX_RECONNECTS:
             try:
                 with self.api.http.stream(
-                    "GET", f"/api/copilot/runs/{run_id}/events",
-                    headers={"Last-Event-ID": str(self.last_seq)}, params=self.api.params(),
-                ) as resp:  # fmt: skip
+                    "GET",
+                    f"/api/copilot/runs/{run_id}/events",
+                    headers={"Last-Event-ID": str(self.last_seq)},
+                    params=self.api.params(),
+                ) as resp:
                     if resp.status_code != 200:
                         resp.read()
                         self.api.check(resp)
@@ -187,8 +189,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
             params["chatId"] = args.chat
         runs = api.check(api.http.get("/api/copilot/runs", params=params))["runs"]
         for run in runs:
-            sys.stdout.write(f"{run['runId']}  {run['status']:<10} {run['model']:<20} "
-                             f"{run['createdAt']}\n")  # fmt: skip
+            sys.stdout.write(
+                f"{run['runId']}  {run['status']:<10} {run['model']:<20} {run['createdAt']}\n"
+            )
         return 0
     if not args.run_id:
         raise ClientError("runs show needs a run id")
@@ -228,15 +231,27 @@ def _api(args: argparse.Namespace) -> Api:
 
 def add_client_commands(sub: Any) -> None:
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--url", default=os.environ.get("COPILOT_URL", DEFAULT_URL),
-                       help=f"server URL (default COPILOT_URL or {DEFAULT_URL})")  # fmt: skip
-        p.add_argument("--key", default=os.environ.get("COPILOT_KEY"),
-                       help="API key sent as x-api-key (default COPILOT_KEY)")  # fmt: skip
-        p.add_argument("--user", default=os.environ.get("COPILOT_USER"),
-                       help="userId to act for (admin and service keys)")  # fmt: skip
+        p.add_argument(
+            "--url",
+            default=os.environ.get("COPILOT_URL", DEFAULT_URL),
+            help=f"server URL (default COPILOT_URL or {DEFAULT_URL})",
+        )
+        p.add_argument(
+            "--key",
+            default=os.environ.get("COPILOT_KEY"),
+            help="API key sent as x-api-key (default COPILOT_KEY)",
+        )
+        p.add_argument(
+            "--user",
+            default=os.environ.get("COPILOT_USER"),
+            help="userId to act for (admin and service keys)",
+        )
 
-    chat = sub.add_parser("chat", help="chat with a running server from the terminal",
-                          description="Stream an answer; confirm tools at the prompt.")  # fmt: skip
+    chat = sub.add_parser(
+        "chat",
+        help="chat with a running server from the terminal",
+        description="Stream an answer; confirm tools at the prompt.",
+    )
     chat.add_argument("message", help="the message to send")
     chat.add_argument("--chat", help="continue this chat id")
     chat.add_argument("--model", help="model, e.g. gpt-4o-mini, claude-sonnet-4, ollama:llama3")
@@ -253,8 +268,11 @@ def add_client_commands(sub: Any) -> None:
     common(runs)
     runs.set_defaults(func=cmd_runs)
 
-    keys = sub.add_parser("keys", help="your provider API keys (stored encrypted)",
-                          description="Store, list or delete your own provider keys.")  # fmt: skip
+    keys = sub.add_parser(
+        "keys",
+        help="your provider API keys (stored encrypted)",
+        description="Store, list or delete your own provider keys.",
+    )
     keys.add_argument("action", choices=["set", "list", "delete"])
     keys.add_argument("provider", nargs="?", help="anthropic, openai or ollama")
     keys.add_argument("--value", help="the key (default: COPILOT_PROVIDER_KEY or a prompt)")

@@ -71,8 +71,13 @@ def blocks_to_conversation(
 ) -> list[ConvMessage]:
     """Expand one persisted message into provider-neutral messages."""
     if role == "user":
-        return [ConvMessage(role="user", content=render_user_message(blocks, content),
-                            attachments=attachment_refs(blocks))]  # fmt: skip
+        return [
+            ConvMessage(
+                role="user",
+                content=render_user_message(blocks, content),
+                attachments=attachment_refs(blocks),
+            )
+        ]
     if role != "assistant" or not blocks:
         return [ConvMessage(role=role, content=content)] if content else []
     out: list[ConvMessage] = []

@@ -271,16 +271,25 @@ def start_redis(data_dir: Path, port: int) -> tuple[Child, str]:
     redis_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         str(redis_binary()),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(redis_dir),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-        "--daemonize", "no",
-        "--protected-mode", "yes",
-        "--loglevel", "warning",
-    ]  # fmt: skip
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(redis_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+        "--loglevel",
+        "warning",
+    ]
     child = spawn("redis", argv, log_path=data_dir / "logs" / "redis.log")
     wait_until(lambda: _redis_ping(port), timeout=20, what="Redis", child=child)
     return child, f"redis://127.0.0.1:{port}/0"
@@ -344,22 +353,36 @@ def start_postgres(data_dir: Path, port: int, database: str = "copilot") -> tupl
             _chown_tree(pgdata, user)
         log.info("initialising PostgreSQL data folder %s", pgdata)
         subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--no-instructions"],
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ],
             check=True,
             capture_output=True,
             user=user,
-        )  # fmt: skip
+        )
     socket_dir = pgdata  # keep the unix socket inside the data folder, not /tmp
     argv = [
         str(bin_dir / "postgres"),
-        "-D", str(pgdata),
-        "-p", str(port),
-        "-h", "127.0.0.1",
-        "-k", str(socket_dir),
-        "-c", "max_connections=300",
-        "-c", "fsync=on",
-    ]  # fmt: skip
+        "-D",
+        str(pgdata),
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+        "-k",
+        str(socket_dir),
+        "-c",
+        "max_connections=300",
+        "-c",
+        "fsync=on",
+    ]
     log_path = logs / "postgres.log"
     if user:
         log_path.touch()
@@ -376,16 +399,36 @@ def start_postgres(data_dir: Path, port: int, database: str = "copilot") -> tupl
 
     wait_until(ready, timeout=60, what="PostgreSQL", child=child)
     exists = subprocess.run(
-        [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-tAc",
-         f"SELECT 1 FROM pg_database WHERE datname = '{database}'"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            str(bin_dir / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-tAc",
+            f"SELECT 1 FROM pg_database WHERE datname = '{database}'",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     if exists.stdout.strip() != "1":
         subprocess.run(
-            [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-             database],
-            check=True, capture_output=True,
-        )  # fmt: skip
+            [
+                str(bin_dir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                database,
+            ],
+            check=True,
+            capture_output=True,
+        )
     return child, f"postgresql://postgres@127.0.0.1:{port}/{database}"
 
 
@@ -398,13 +441,19 @@ def start_temporal(
     temporal_dir = data_dir / "temporal"
     temporal_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        str(temporal_binary()), "server", "start-dev",
-        "--ip", "127.0.0.1",
-        "--port", str(port),
-        "--db-filename", str(temporal_dir / "temporal.db"),
-        "--log-level", "warn",
+        str(temporal_binary()),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db-filename",
+        str(temporal_dir / "temporal.db"),
+        "--log-level",
+        "warn",
         "--ui-disable-news-fetch" if not headless else "--headless",
-    ]  # fmt: skip
+    ]
     if not headless:
         argv += ["--ui-port", str(ui_port)]
     for name, kind in SEARCH_ATTRIBUTES.items():

@@ -55,8 +55,11 @@ def mark_complete_body(outcome: ToolOutcome) -> tuple[int, str | None, Any]:
     if outcome.status == "background":
         return 202, "Tool execution moved to background", {"background": True}
     if outcome.status == "rejected":
-        return 400, outcome.error or "The user rejected the tool call", {
-            "skipped": True, "reason": "user_rejected"}  # fmt: skip
+        return (
+            400,
+            outcome.error or "The user rejected the tool call",
+            {"skipped": True, "reason": "user_rejected"},
+        )
     if outcome.status == "skipped":
         return 400, "No decision was made in time", {"skipped": True, "reason": "no_decision"}
     return 500, outcome.error or "Tool failed", None
@@ -79,9 +82,13 @@ class BackendSteps(RunSteps):
         self._outbox_written = 0
         try:
             result = await self._llm_turn(
-                input, prelude, offer_tools, activity="stream_backend_turn",
-                limit=timedelta(seconds=input.run_timeout_s), summary="upstream turn",
-            )  # fmt: skip
+                input,
+                prelude,
+                offer_tools,
+                activity="stream_backend_turn",
+                limit=timedelta(seconds=input.run_timeout_s),
+                summary="upstream turn",
+            )
         finally:
             self._backend_live = False
         if result is not None:
@@ -105,8 +112,10 @@ class BackendSteps(RunSteps):
         if result.stop_reason in ("completed", "stop"):
             self._status = RUN_COMPLETED
         else:
-            self._fail(f"the copilot backend ended its answer as {result.stop_reason}",
-                       "upstream_" + result.stop_reason)  # fmt: skip
+            self._fail(
+                f"the copilot backend ended its answer as {result.stop_reason}",
+                "upstream_" + result.stop_reason,
+            )
         return None
 
     async def _backend_tool(self, input: ChatRunInput, call: BackendToolCall) -> None:
@@ -119,8 +128,9 @@ class BackendSteps(RunSteps):
         if not known and not input.host_executed and not input.delegate_client_tools:
             # Sim's host, or a host app we delegate to, may know tools we don't; here
             # nobody would ever answer, so the upstream hears at once.
-            tool.outcome = ToolOutcome(call.id, call.name, "error",
-                                       error=f"unknown tool {call.name!r}")  # fmt: skip
+            tool.outcome = ToolOutcome(
+                call.id, call.name, "error", error=f"unknown tool {call.name!r}"
+            )
         tool.host_executed = tool.host_executed and tool.outcome is None
         tool.waiting_host = tool.waiting_host and tool.outcome is None
         # One call site for the run's short writes (a local activity; see RunSteps._short_io).
@@ -148,13 +158,19 @@ class BackendSteps(RunSteps):
         status, message, data_out = mark_complete_body(outcome)
         await workflow.execute_activity(
             "report_backend_tool",
-            ReportToolInput(run_id=input.run_id, upstream_id=call.upstream_id, name=call.name,
-                            status=status, message=message, data=data_out),
+            ReportToolInput(
+                run_id=input.run_id,
+                upstream_id=call.upstream_id,
+                name=call.name,
+                status=status,
+                message=message,
+                data=data_out,
+            ),
             result_type=str,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=REPORT_RETRY,
             summary=f"report {call.name} · {outcome.status}",
-        )  # fmt: skip
+        )
 
     async def _last_seq(self) -> int:
         if not self._backend_live:
@@ -190,5 +206,6 @@ class BackendSteps(RunSteps):
                     timeout=timedelta(seconds=OUTBOX_POLL_S),
                 )
         events = [dict(e) for e in self._outbox[poll.after :]]
-        return OutboxBatch(events=events, next=poll.after + len(events),
-                           closed=not self._backend_live)  # fmt: skip
+        return OutboxBatch(
+            events=events, next=poll.after + len(events), closed=not self._backend_live
+        )

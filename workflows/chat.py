@@ -111,8 +111,9 @@ class ChatWorkflow(BackendSteps):
             prelude = []
             if result is None:
                 return self._turn if self._stop is not None else None
-            record = TurnRecord(content=result.content, tool_calls=result.tool_calls,
-                                blocks=result.blocks)  # fmt: skip
+            record = TurnRecord(
+                content=result.content, tool_calls=result.tool_calls, blocks=result.blocks
+            )
             self._turns.append(record)
             if not result.tool_calls:
                 self._status = RUN_COMPLETED
@@ -136,8 +137,9 @@ class ChatWorkflow(BackendSteps):
         ]
         if input.new_chat:
             # Browsers read chatId; Sim's server side reads data.chatId.
-            events.append({"type": EV_CHAT_ID, "chatId": input.chat_id,
-                           "data": {"chatId": input.chat_id}})  # fmt: skip
+            events.append(
+                {"type": EV_CHAT_ID, "chatId": input.chat_id, "data": {"chatId": input.chat_id}}
+            )
         return events
 
     # --- the end ------------------------------------------------------------------------------
@@ -244,8 +246,9 @@ class ChatWorkflow(BackendSteps):
         if tool is None or not tool.requires_confirmation:
             raise ApplicationError("no such tool call awaits a decision", type="not_found")
         if decision.status not in ("accepted", "rejected", "background"):
-            raise ApplicationError("status must be accepted, rejected or background",
-                                   type="invalid_request")  # fmt: skip
+            raise ApplicationError(
+                "status must be accepted, rejected or background", type="invalid_request"
+            )
         if tool.decision is not None and tool.decision != decision.status:
             raise ApplicationError(f"already {tool.decision}", type="already_decided")
         if tool.decision is None and not tool.waiting_decision:

@@ -251,8 +251,12 @@ class RunSteps:
             and spec is not None
             and spec.requires_confirmation
         )  # Sim confirms on its side and never calls our confirm: no wait on its route
-        tool = ToolState(call=call, executor="server" if is_server else "client",
-                         host_executed=host_executed, requires_confirmation=needs)  # fmt: skip
+        tool = ToolState(
+            call=call,
+            executor="server" if is_server else "client",
+            host_executed=host_executed,
+            requires_confirmation=needs,
+        )
         # A host may answer as soon as it sees tool_call: accept its result from then on.
         tool.waiting_host = host_executed and not needs
         self._tools[call.id] = tool
@@ -302,8 +306,13 @@ class RunSteps:
             await self._emit([self._outcome_event(tool, tool.outcome)])
 
     async def _run_background(self, input: ChatRunInput, tool: ToolState) -> None:
-        shadow = ToolState(call=tool.call, executor=tool.executor, host_executed=False,
-                       requires_confirmation=False, decision=tool.decision)  # fmt: skip
+        shadow = ToolState(
+            call=tool.call,
+            executor=tool.executor,
+            host_executed=False,
+            requires_confirmation=False,
+            decision=tool.decision,
+        )
         await self._execute(input, shadow)
         if shadow.outcome is not None:
             await self._emit([self._outcome_event(shadow, shadow.outcome)])
@@ -331,9 +340,11 @@ class RunSteps:
         if catalog is not None and searching:
             activity = "search_tool_catalog"
             arg = SearchCatalogInput(
-                run_id=input.run_id, tool_call_id=call.id, catalog=catalog,
+                run_id=input.run_id,
+                tool_call_id=call.id,
+                catalog=catalog,
                 arguments=call.arguments,
-            )  # fmt: skip
+            )
         try:
             outcome: ToolOutcome = await workflow.execute_activity(
                 activity,
@@ -450,8 +461,9 @@ class RunSteps:
             status in ("accepted", "rejected", "skipped")
             and not any(t.waiting_decision for t in self._tools.values())
         ):
-            self._show_status("awaiting_confirmation" if status == "awaiting_confirmation"
-                              else RUN_RUNNING)  # fmt: skip
+            self._show_status(
+                "awaiting_confirmation" if status == "awaiting_confirmation" else RUN_RUNNING
+            )
 
     def _show_status(self, status: str) -> None:
         """Keep CopilotStatus current for operators (runs started before this existed: no-op)."""

@@ -114,20 +114,28 @@ async def generate(
     kind, tenant_limit = _issuable(principal)
     if kind == "service":
         if not body.tenant_name:
-            raise InvalidRequest("tenantName is required to issue a service key",
-                                 details=[{"field": "tenantName", "msg": "required"}])  # fmt: skip
+            raise InvalidRequest(
+                "tenantName is required to issue a service key",
+                details=[{"field": "tenantName", "msg": "required"}],
+            )
         tenant = await apikeys.tenant_by_name(session, name=body.tenant_name)
         row, key = await apikeys.issue(
-            session, kind="service", tenant_id=tenant.id, user_id=None,
+            session,
+            kind="service",
+            tenant_id=tenant.id,
+            user_id=None,
             name=body.name or body.tenant_name,
-        )  # fmt: skip
+        )
     else:
         if not body.user_id:
-            raise InvalidRequest("userId is required to issue a user key",
-                                 details=[{"field": "userId", "msg": "required"}])  # fmt: skip
+            raise InvalidRequest(
+                "userId is required to issue a user key",
+                details=[{"field": "userId", "msg": "required"}],
+            )
         assert tenant_limit is not None
-        row, key = await apikeys.issue(session, kind="user", tenant_id=tenant_limit,
-                                       user_id=body.user_id, name=body.name)  # fmt: skip
+        row, key = await apikeys.issue(
+            session, kind="user", tenant_id=tenant_limit, user_id=body.user_id, name=body.name
+        )
     await session.refresh(row)
     return {"success": True, "apiKey": key, **_key(row)}
 
@@ -141,8 +149,7 @@ async def get_api_keys(
 ) -> dict[str, Any] | list[dict[str, Any]]:
     if body is not None and body.user_id is not None:
         tenant = _users_keys_tenant(principal)
-        rows = await apikeys.list_keys(session, kind="user", tenant_id=tenant,
-                                       user_id=body.user_id)  # fmt: skip
+        rows = await apikeys.list_keys(session, kind="user", tenant_id=tenant, user_id=body.user_id)
         return [_sim_key(row, last_used) for row, last_used in rows]
     kind, tenant_limit = _issuable(principal)
     rows = await apikeys.list_keys(session, kind=kind, tenant_id=tenant_limit)
@@ -153,13 +160,17 @@ async def get_api_keys(
 async def delete(body: DeleteBody, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     if body.user_id is not None:
         revoked = await apikeys.revoke(
-            session, key_id=body.key_id, kind="user",
-            tenant_id=_users_keys_tenant(principal), user_id=body.user_id,
-        )  # fmt: skip
+            session,
+            key_id=body.key_id,
+            kind="user",
+            tenant_id=_users_keys_tenant(principal),
+            user_id=body.user_id,
+        )
     else:
         kind, tenant_limit = _issuable(principal)
-        revoked = await apikeys.revoke(session, key_id=body.key_id, kind=kind,
-                                       tenant_id=tenant_limit)  # fmt: skip
+        revoked = await apikeys.revoke(
+            session, key_id=body.key_id, kind=kind, tenant_id=tenant_limit
+        )
     if not revoked:
         raise NotFound("key not found", code="key_not_found")
     return {"success": True, "id": body.key_id}

@@ -65,8 +65,9 @@ async def delete_chat(
         raise NotFound("chat not found", code="chat_not_found")
     active = await repo.active_run_id(session, chat=chat)
     if active is not None:
-        raise Conflict("the chat has an active run; abort it first", code="run_active",
-                       extra={"runId": active})  # fmt: skip
+        raise Conflict(
+            "the chat has an active run; abort it first", code="run_active", extra={"runId": active}
+        )
     run_ids = await repo.delete_chat(session, chat=chat)
     # Before the commit: if Redis cannot take it, the chat stays and the caller may retry;
     # nothing of a deleted chat is left to be streamed (its logs live up to a day otherwise).

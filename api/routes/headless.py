@@ -98,8 +98,9 @@ async def headless_chat(
     _require_enabled(state)
     started = await start_chat_run(state, principal, body, interactive=False, client_ip=ip)
     if not body.wait:
-        return JSONResponse({"success": True, "runId": started.run_id, "chatId": started.chat_id},
-                            status_code=202)  # fmt: skip
+        return JSONResponse(
+            {"success": True, "runId": started.run_id, "chatId": started.chat_id}, status_code=202
+        )
     run = await _load_run(state, started.run_id)
     if run.status not in FINAL_STATUSES:
         handle = state.temporal.get_workflow_handle(started.run_id)

@@ -26,9 +26,13 @@ async def list_runs(
 ) -> dict[str, Any]:
     acting = principal.acting_user(user_id)
     runs = await repo.list_runs(
-        session, tenant_id=principal.tenant_id, user_id=acting, chat_id=chat_id, status=status,
+        session,
+        tenant_id=principal.tenant_id,
+        user_id=acting,
+        chat_id=chat_id,
+        status=status,
         limit=limit,
-    )  # fmt: skip
+    )
     return {"success": True, "runs": [repo.run_summary(r) for r in runs]}
 
 

@@ -73,9 +73,17 @@ async def chat_completion_streaming(
 
 
 async def _refusal(exc: AppError) -> AsyncIterator[str]:
-    error = {"type": EV_ERROR, "seq": 1, "error": exc.message,
-             "data": {"message": exc.message, "code": exc.code, "status": exc.status,
-                      "retryable": exc.status in (429, 503)}}  # fmt: skip
+    error = {
+        "type": EV_ERROR,
+        "seq": 1,
+        "error": exc.message,
+        "data": {
+            "message": exc.message,
+            "code": exc.code,
+            "status": exc.status,
+            "retryable": exc.status in (429, 503),
+        },
+    }
     done = {"type": EV_DONE, "seq": 2, "data": {"status": "failed"}}
     yield encode_frame(error) + encode_frame(done)
 

@@ -117,8 +117,9 @@ class LogHub:
                 continue
             # A gap in the numbering: notices were lost (trimmed while this hub lagged, or
             # Redis lost its data); read every followed run rather than miss one.
-            changed = list(self._runs) if gap else [r for r in dict.fromkeys(notices)
-                                                      if r in self._runs]  # fmt: skip
+            changed = (
+                list(self._runs) if gap else [r for r in dict.fromkeys(notices) if r in self._runs]
+            )
             if changed:
                 try:
                     await self._read_runs(changed)

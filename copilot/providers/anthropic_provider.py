@@ -51,8 +51,11 @@ def _replayable(block: dict[str, Any]) -> dict[str, Any] | None:
     """
     kind = block.get("type")
     if kind == "thinking" and block.get("signature"):
-        return {"type": "thinking", "thinking": str(block.get("thinking", "")),
-                "signature": str(block["signature"])}  # fmt: skip
+        return {
+            "type": "thinking",
+            "thinking": str(block.get("thinking", "")),
+            "signature": str(block["signature"]),
+        }
     if kind == "redacted_thinking" and block.get("data"):
         return {"type": "redacted_thinking", "data": str(block["data"])}
     return None

@@ -168,11 +168,15 @@ class UpstreamTranslator:
             return [Forward({"type": EV_REASONING, "data": chunk, "turn": self.turn, **scope})]
         if kind == EV_TURN_RESET:
             self.text.pop(self.turn, None)
-            return [Forward({"type": EV_TURN_RESET, "turn": self.turn,
-                             "attempt": event.get("attempt", 2)})]  # fmt: skip
+            return [
+                Forward(
+                    {"type": EV_TURN_RESET, "turn": self.turn, "attempt": event.get("attempt", 2)}
+                )
+            ]
         if kind == EV_TOOL_GENERATING:
-            upstream_id = _first_str(event.get("toolCallId"), _get(data, "toolCallId"),
-                                     _get(data, "id"))  # fmt: skip
+            upstream_id = _first_str(
+                event.get("toolCallId"), _get(data, "toolCallId"), _get(data, "id")
+            )
             name = _first_str(event.get("toolName"), _get(data, "toolName"), _get(data, "name"))
             return self._generating_event(upstream_id, name, scope)
         if kind == EV_TOOL_CALL:
@@ -188,8 +192,12 @@ class UpstreamTranslator:
             title = _first_str(event.get("title"), _get(data, "title"))
             return [Forward({"type": kind, "title": title})] if title else []
         if kind == "error":
-            message = _first_str(_get(data, "message"), _get(data, "error"), event.get("error"),
-                                 data if isinstance(data, str) else None)  # fmt: skip
+            message = _first_str(
+                _get(data, "message"),
+                _get(data, "error"),
+                event.get("error"),
+                data if isinstance(data, str) else None,
+            )
             retryable = _get(data, "retryable") is True
             code = _first_str(_get(data, "code"))
             raise UpstreamFailed(
@@ -217,8 +225,9 @@ class UpstreamTranslator:
             return []
         self._generating.add(upstream_id)
         ours = tool_call_id_for(self.run_id, upstream_id)
-        return [Forward({"type": EV_TOOL_GENERATING, "toolCallId": ours, "toolName": name,
-                         **scope})]  # fmt: skip
+        return [
+            Forward({"type": EV_TOOL_GENERATING, "toolCallId": ours, "toolName": name, **scope})
+        ]
 
     def _tool_call(self, event: dict[str, Any], scope: dict[str, str]) -> list[Action]:
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
@@ -245,12 +254,24 @@ class UpstreamTranslator:
         actions: list[Action] = list(self._generating_event(upstream_id, name, scope))
         if _is_upstream_owned(name, data):
             self._owned.add(upstream_id)
-            actions.append(Forward({
-                "type": EV_TOOL_CALL, "toolCallId": ours, "toolName": name, **scope,
-                "data": {"id": ours, "name": name, "arguments": arguments,
-                         "executor": "server", "requiresConfirmation": False,
-                         "status": str(data.get("status") or "executing")},
-            }))  # fmt: skip
+            actions.append(
+                Forward(
+                    {
+                        "type": EV_TOOL_CALL,
+                        "toolCallId": ours,
+                        "toolName": name,
+                        **scope,
+                        "data": {
+                            "id": ours,
+                            "name": name,
+                            "arguments": arguments,
+                            "executor": "server",
+                            "requiresConfirmation": False,
+                            "status": str(data.get("status") or "executing"),
+                        },
+                    }
+                )
+            )
             return actions
         self._handed.add(upstream_id)
         subagent = scope.get("subagent")
@@ -261,8 +282,9 @@ class UpstreamTranslator:
         """Progress of a tool: the upstream's own ones are shown; ours are reported by our
         workflow (the upstream echoes our results back, which would show them twice)."""
         data = event.get("data")
-        upstream_id = _first_str(event.get("toolCallId"), _get(data, "id"),
-                                 _get(data, "toolCallId"))  # fmt: skip
+        upstream_id = _first_str(
+            event.get("toolCallId"), _get(data, "id"), _get(data, "toolCallId")
+        )
         if not upstream_id or upstream_id not in self._owned:
             return []
         ours = tool_call_id_for(self.run_id, upstream_id)
@@ -275,14 +297,32 @@ class UpstreamTranslator:
             result = event.get("result", _get(data, "result"))
             success = event.get("success", _get(data, "success"))
             ok = success is not False
-            return [Forward({
-                "type": kind, "toolCallId": ours, "toolName": name, "success": ok,
-                "result": result, "durationMs": event.get("durationMs", 0), **scope,
-                "data": {"id": ours, "name": name, "success": ok, "result": result},
-            })]  # fmt: skip
+            return [
+                Forward(
+                    {
+                        "type": kind,
+                        "toolCallId": ours,
+                        "toolName": name,
+                        "success": ok,
+                        "result": result,
+                        "durationMs": event.get("durationMs", 0),
+                        **scope,
+                        "data": {"id": ours, "name": name, "success": ok, "result": result},
+                    }
+                )
+            ]
         error = _first_str(_get(data, "error"), event.get("error")) or "the tool failed"
-        return [Forward({"type": kind, "toolCallId": ours, "toolName": name, **scope,
-                         "data": {"id": ours, "name": name, "error": error}})]  # fmt: skip
+        return [
+            Forward(
+                {
+                    "type": kind,
+                    "toolCallId": ours,
+                    "toolName": name,
+                    **scope,
+                    "data": {"id": ours, "name": name, "error": error},
+                }
+            )
+        ]
 
 
 def _get(data: Any, key: str) -> Any:
@@ -310,5 +350,7 @@ def _usage(data: Any) -> Usage:
                 return value
         return 0
 
-    return Usage(count("inputTokens", "input_tokens", "prompt_tokens"),
-                 count("outputTokens", "output_tokens", "completion_tokens"))  # fmt: skip
+    return Usage(
+        count("inputTokens", "input_tokens", "prompt_tokens"),
+        count("outputTokens", "output_tokens", "completion_tokens"),
+    )

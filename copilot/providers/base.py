@@ -244,8 +244,15 @@ def pair_tool_results(messages: list[ConvMessage]) -> list[ConvMessage]:
 
     def close() -> None:
         for call in open_calls.values():
-            out.append(ConvMessage(role="tool", content=MISSING_RESULT, tool_call_id=call.id,
-                                   tool_name=call.name, is_error=True))  # fmt: skip
+            out.append(
+                ConvMessage(
+                    role="tool",
+                    content=MISSING_RESULT,
+                    tool_call_id=call.id,
+                    tool_name=call.name,
+                    is_error=True,
+                )
+            )
         open_calls.clear()
 
     for msg in messages:

@@ -19,8 +19,7 @@ from copilot.store.models import ProviderKey
 
 
 def _owner(row: ProviderKey) -> Owner:
-    return Owner(tenant_id=row.tenant_id, user_id=row.user_id, provider=row.provider,
-                 row_id=row.id)  # fmt: skip
+    return Owner(tenant_id=row.tenant_id, user_id=row.user_id, provider=row.provider, row_id=row.id)
 
 
 def last4(api_key: str) -> str:
