@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from copilot.conversation import turns_to_blocks
-from copilot.events.fold import fold_events
+from copilot.events.fold import Folded, fold_events
 from copilot.events.log import EventLog
 from copilot.store import repo, run_credentials
 from copilot.types import SaveAssistantMessageInput, SaveAssistantMessageResult
@@ -26,10 +26,11 @@ class ChatActivities:
         blocks = turns_to_blocks(input.turns)
         if input.partial_turn is not None:
             # An aborted turn: the workflow never saw its text, the event log did.
-            entries = await self._log.read_after(input.run_id, 0, count=1_000_000)
-            partial = fold_events(
-                e.event for e in entries if e.event.get("turn") == input.partial_turn
-            ).content
+            folded = Folded()
+            async for batch in self._log.pages(input.run_id):
+                turn = (e.event for e in batch if e.event.get("turn") == input.partial_turn)
+                fold_events(turn, into=folded)
+            partial = folded.content
             if partial:
                 content += partial
                 blocks.append({"type": "text", "text": partial, "partial": True})

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 
 from api.state import AppState
-from copilot.events.fold import fold_events
+from copilot.events.fold import Folded, fold_events
 from copilot.events.log import LogEntry, encode_frame
 from copilot.store import repo
 from copilot.store.models import Run
@@ -40,9 +40,14 @@ def sse_response(frames: AsyncIterator[str], headers: dict[str, str]) -> Streami
 
 async def run_snapshot(state: AppState, run_id: str) -> dict[str, Any]:
     """The run's state: folded from its log when complete, else workflow or PostgreSQL."""
-    entries = await state.event_log.read_after(run_id, 0, count=1_000_000)
-    if entries and entries[0].seq == 1:
-        return fold_events(e.event for e in entries).to_snapshot()
+    folded, whole = Folded(), False
+    async for batch in state.event_log.pages(run_id):
+        if not whole and batch[0].seq != 1:
+            break  # the log lost its start: it cannot be folded
+        whole = True
+        fold_events((e.event for e in batch), into=folded)
+    if whole:
+        return folded.to_snapshot()
     async with state.sessions() as session:
         run = await session.get(Run, run_id)
         message = await repo.run_message(session, run_id=run_id) if run else None
@@ -98,18 +103,20 @@ async def _frames(state: AppState, run_id: str, *, after: int, ping_s: float) ->
     subscription = await state.hub.subscribe(run_id, after)
     last = after
     try:
-        backlog = await state.event_log.read_after(run_id, after, count=1_000_000)
-        if not backlog:
+        caught_up = False
+        async for backlog in state.event_log.pages(run_id, after):
+            caught_up = True
+            for entry in backlog:
+                for frame in await _deliver(state, run_id, entry, last):
+                    yield frame
+                last = entry.seq
+                if entry.event.get("type") == EV_DONE:
+                    return
+        if not caught_up:
             frames, last, ended = await _empty_log(state, run_id, after)
             for frame in frames:
                 yield frame
             if ended:
-                return
-        for entry in backlog:
-            for frame in await _deliver(state, run_id, entry, last):
-                yield frame
-            last = entry.seq
-            if entry.event.get("type") == EV_DONE:
                 return
         while True:
             live = await subscription.get(ping_s)

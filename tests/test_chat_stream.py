@@ -183,3 +183,15 @@ async def test_many_open_rejoins_hold_no_database_connection(stack: Stack) -> No
         assert (await client.post(f"/api/copilot/runs/{run_id}/abort")).status_code == 200
         ends = await asyncio.wait_for(asyncio.gather(*streams), 30)
     assert all(types[-1] == "done" for types in ends)
+
+
+async def test_the_snapshot_of_a_long_run_folds_every_page_of_its_log(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    chunks = [f"c{i} " for i in range(1200)]  # more events than one page of the log
+    key = scenario(stack.provider, [{"chunks": chunks}])
+    resp, frames = await _chat(client, {"message": key})
+    run_id = resp.headers["x-run-id"]
+    snapshot = (await client.get(f"/api/copilot/runs/{run_id}")).json()
+    assert snapshot["content"] == "".join(chunks)
+    assert snapshot["lastSeq"] == frames[-1].id

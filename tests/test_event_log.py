@@ -139,3 +139,14 @@ async def test_the_hub_reads_every_followed_run_after_a_gap_in_notices(
     finally:
         await hub.stop()
         await redis.aclose()
+
+
+async def test_a_long_log_is_read_a_page_at_a_time(log: EventLog) -> None:
+    run = f"r-{uuid.uuid4().hex}"
+    await log.append(run, writer_epoch(1, 1), [_ev(seq, data="x") for seq in range(1, 2501)])
+    sizes, seqs = [], []
+    async for batch in log.pages(run, 0, size=1000):
+        sizes.append(len(batch))
+        seqs += [e.seq for e in batch]
+    assert sizes == [1000, 1000, 500]
+    assert seqs == list(range(1, 2501))

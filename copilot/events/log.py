@@ -16,6 +16,7 @@ whoever continues after a failed writer cannot be overtaken by it.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,6 +196,15 @@ class EventLog:
         keys = [key for run_id in run_ids for key in self._keys(run_id)]
         if keys:
             await self._redis.delete(*keys)
+
+    async def pages(
+        self, run_id: str, after: int = 0, *, size: int = 1000
+    ) -> AsyncIterator[list[LogEntry]]:
+        """The log after ``after``, ``size`` entries at a time (a long run's log is never held
+        in memory whole)."""
+        while batch := await self.read_after(run_id, after, count=size):
+            yield batch
+            after = batch[-1].seq
 
     async def read_after(self, run_id: str, after: int, count: int = 1000) -> list[LogEntry]:
         entries: Any = await self._redis.xrange(stream_key(run_id), min=f"({after}-0", count=count)
