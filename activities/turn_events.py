@@ -31,7 +31,14 @@ class Shown:
     reasoning_open: bool = False
 
 
+# What a JSON value can start with (after whitespace): most deltas fail this cheap test.
+_JSON_STARTS = frozenset('"{[-0123456789tfn')
+
+
 def _json_like(text: str) -> bool:
+    stripped = text.lstrip(" \t\n\r")
+    if not stripped or stripped[0] not in _JSON_STARTS:
+        return False
     try:
         json.loads(text, parse_constant=_reject)
     except ValueError:
