@@ -15,12 +15,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.backend import BackendActivities
 from activities.chats import ChatActivities
 from activities.events import EventActivities
 from activities.llm import LlmActivities
 from activities.metrics import WorkerMetrics
 from activities.tools import ToolActivities
+from activities.upstream import BackendActivities
 from copilot.config import Settings
 from copilot.crypto import Keyring
 from copilot.events.log import EventLog
@@ -47,7 +47,7 @@ def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
     if strict:
         return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default)
     restrictions = SandboxRestrictions.default.with_passthrough_modules(
-        "workflows.steps", "workflows.backend"
+        "workflows.steps", "workflows.upstream"
     )
     return SandboxedWorkflowRunner(restrictions=restrictions)
 

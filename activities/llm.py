@@ -33,7 +33,7 @@ from copilot.providers.base import (
 )
 from copilot.providers.registry import ProviderRegistry
 from copilot.sim import prompt_for_mode, tools_for_mode
-from copilot.store import keys, repo, run_credentials
+from copilot.store import provider_keys, repo, run_credentials
 from copilot.store.catalogs import CatalogCache
 from copilot.tools.catalog import SEARCH_SCHEMA, SEARCH_TOOL, search_description
 from copilot.tools.registry import ToolRegistry
@@ -198,14 +198,14 @@ class LlmActivities:
                     ) from None
                 if borrowed is not None:
                     return borrowed
-            row = await keys.get_key(
+            row = await provider_keys.get_key(
                 session, tenant_id=input.tenant_id, user_id=input.user_id, provider=input.provider
             )
         if row is None:
             return env
         label = self._providers.get(input.provider).label
         try:
-            api_key = keys.open_key(row, keyring=self._keyring)
+            api_key = provider_keys.open_key(row, keyring=self._keyring)
         except DecryptError as exc:
             raise ProviderError(
                 f"{label}: {exc}", retryable=False, code="provider_key_unreadable"

@@ -18,7 +18,18 @@ from api.errors import install_error_handlers
 from api.hosts import LoopbackHostsOnly
 from api.limits import BodyLimit, RouteLimit
 from api.metrics import Metrics, RequestMetrics
-from api.routes import apikeys, chat, chats, headless, health, keys, ops, runs, sim, tools
+from api.routes import (
+    apikeys,
+    chat,
+    chats,
+    headless,
+    health,
+    ops,
+    provider_keys,
+    runs,
+    sim,
+    tools,
+)
 from api.state import AppState
 from copilot.config import Settings
 from copilot.events.hub import LogHub
@@ -135,6 +146,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sim.router)
     app.include_router(headless.router)
     app.include_router(apikeys.router)
-    app.include_router(keys.router)
+    app.include_router(provider_keys.router)
     app.include_router(ops.router)
     return app

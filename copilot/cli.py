@@ -150,7 +150,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 def cmd_rotate_keys(args: argparse.Namespace) -> int:
     from copilot.crypto import Keyring
-    from copilot.store.keys import rotate_database
+    from copilot.store.provider_keys import rotate_database
 
     settings = Settings()
     if not settings.database_url:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from copilot.cli import build_parser
 from copilot.config import Settings, SettingsError, parse_old_keys
 from copilot.crypto import DecryptError, Keyring, Owner, Sealed
-from copilot.store import keys
+from copilot.store import provider_keys as keys
 from copilot.store.engine import async_url
 from copilot.store.models import ProviderKey
 from tests.conftest import Services

@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         TurnRecord,
     )
 
-from workflows.backend import BackendSteps
+from workflows.upstream import BackendSteps
 
 BACKEND_PROVIDER = "copilot-backend"
 

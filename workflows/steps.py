@@ -103,7 +103,7 @@ class RunSteps:
         self._input: ChatRunInput | None = None
         self._background: list[asyncio.Task[None]] = []
         self._gen = 0  # writer generations: each event-writing activity gets the next one
-        # Upstream backends (workflows/backend.py): while a reader owns the log, events queue
+        # Upstream backends (workflows/upstream.py): while a reader owns the log, events queue
         # here and the reader writes them; ``_abandon_waits`` ends tool waits nobody answers.
         self._backend_live = False
         self._outbox: list[dict[str, Any]] = []

@@ -18,7 +18,7 @@ from api.deps import (
     check_stream_key,
     limit_reads,
 )
-from api.runs import StartedRun, start_chat_run, stream_token_for
+from api.run_service import StartedRun, start_chat_run, stream_token_for
 from api.schemas import ChatRequest
 from api.sse import run_frames, run_snapshot, sse_response
 from copilot.auth import Principal, verify_stream_token

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from api.deps import ClientIpDep, PrincipalDep, ReadLimit, SessionDep, StateDep
-from api.runs import start_chat_run
+from api.run_service import start_chat_run
 from api.schemas import ChatRequest
 from api.state import AppState
 from copilot.auth import Principal

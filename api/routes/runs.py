@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import PrincipalDep, ReadLimit, SessionDep, StateDep
-from api.runs import abort_run
+from api.run_service import abort_run
 from copilot.errors import Conflict, NotFound
 from copilot.store import repo
 from copilot.types import FINAL_STATUSES

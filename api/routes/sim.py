@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClientIpDep, PrincipalDep, ReadLimit, SessionDep, StateDep
-from api.runs import start_chat_run, stream_token_for
+from api.run_service import start_chat_run, stream_token_for
 from api.schemas import SimChatRequest
 from api.sse import run_frames, sse_response
 from api.state import AppState

@@ -23,7 +23,7 @@ from temporalio.worker import Replayer
 
 from copilot.auth import DEV_USER
 from copilot.events.fold import fold_events
-from copilot.providers.backend import upstream_chat_id
+from copilot.providers.upstream import upstream_chat_id
 from tests.conftest import Services, Stack, running_stack, scenario
 from tests.fakes.provider import FakeProviderServer
 from tests.live import LiveRun

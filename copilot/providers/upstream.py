@@ -4,7 +4,7 @@ The upstream runs the agent loop itself and streams Sim's events over SSE. It as
 (us) to execute tools with ``tool_call`` and keeps its stream open until each result comes
 back through ``POST /api/tools/mark-complete``. So, unlike the LLM providers, one upstream
 "turn" pauses mid-stream for tool results that our workflow decides; the reader hands every
-tool call to the workflow and keeps reading (see ``activities/backend.py``).
+tool call to the workflow and keeps reading (see ``activities/upstream.py``).
 
 ``UpstreamTranslator`` is the pure part: one upstream SSE message in, our actions out:
 - ``Forward``: an event for our log (content, reasoning, subagent scope, the upstream's own

@@ -8,7 +8,7 @@ the upstream's wait. A call is known by the upstream's id, so a repeat (a replay
 stream after a retry) never runs or reports twice.
 
 While the reader owns the run's log, our events queue in the outbox and the reader writes
-them (``backend_outbox`` update, a long poll); see ``activities/backend.py``.
+them (``backend_outbox`` update, a long poll); see ``activities/upstream.py``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Pure unit tests for the upstream stream parser: ``copilot.providers.sse.SseDecoder`` (bytes in
-any chunking -> SSE messages) and ``copilot.providers.backend.UpstreamTranslator`` (one upstream
+any chunking -> SSE messages) and ``copilot.providers.upstream.UpstreamTranslator`` (one upstream
 message -> our actions). No services, no network."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from copilot.providers.backend import (
+from copilot.providers.sse import SseDecoder, SseMessage
+from copilot.providers.upstream import (
     Action,
     Finished,
     Forward,
@@ -23,7 +24,6 @@ from copilot.providers.backend import (
     UpstreamTranslator,
     tool_call_id_for,
 )
-from copilot.providers.sse import SseDecoder, SseMessage
 from copilot.types import Usage
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from api.deps import PrincipalDep, ReadLimit, SessionDep, StateDep
 from copilot.errors import InvalidRequest, NotFound
 from copilot.netguard import check_base_url
 from copilot.providers.registry import BYOK_PROVIDERS
-from copilot.store import keys
+from copilot.store import provider_keys as keys
 from copilot.store.models import ProviderKey
 
 router = APIRouter(tags=["native"], dependencies=[ReadLimit])

@@ -32,15 +32,15 @@ from temporalio.exceptions import ApplicationError
 
 from activities.writer import TurnWriter, activity_error, heartbeating
 from copilot.events.log import EventLog, writer_epoch
-from copilot.providers.backend import (
+from copilot.providers.base import ProviderError, parse_retry_after, status_error
+from copilot.providers.sse import SseDecoder
+from copilot.providers.upstream import (
     Finished,
     Forward,
     HandOff,
     UpstreamTranslator,
     upstream_chat_id,
 )
-from copilot.providers.base import ProviderError, parse_retry_after, status_error
-from copilot.providers.sse import SseDecoder
 from copilot.store import repo
 from copilot.store.catalogs import CatalogCache
 from copilot.store.models import Chat, Message
