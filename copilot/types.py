@@ -138,6 +138,16 @@ class ChatRunInput:
     # Tools kept by reference (``copilot.tools.catalog``): the catalog's key and size.
     tool_catalog: str | None = None
     tool_catalog_size: int = 0
+    # The provider runs the agent loop itself (an upstream copilot backend): the workflow reads
+    # one upstream answer instead of running turns. Set from the provider's capabilities; None
+    # in runs started before this field, which decided by their provider's name.
+    upstream_loop: bool | None = None
+
+    @property
+    def runs_upstream_loop(self) -> bool:
+        if self.upstream_loop is None:
+            return self.provider == "copilot-backend"  # runs started before upstream_loop
+        return self.upstream_loop
 
 
 @dataclass

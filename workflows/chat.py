@@ -48,8 +48,6 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.upstream import BackendSteps
 
-BACKEND_PROVIDER = "copilot-backend"
-
 
 def _short(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
@@ -104,7 +102,7 @@ class ChatWorkflow(BackendSteps):
                     "max_turns",
                 )
                 return None
-            if input.provider == BACKEND_PROVIDER:
+            if input.runs_upstream_loop:
                 return await self._backend_turn(input, prelude, offer_tools)
             self._turn += 1
             result = await self._llm_turn(input, prelude, offer_tools)
