@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from copilot.events.hub import LogHub, Subscription
 from copilot.events.log import (
     NOTIFY_COUNT_KEY,
+    NOTIFY_KEY,
     EventLog,
     WriterFenced,
     encode_frame,
@@ -136,6 +137,51 @@ async def test_the_hub_reads_every_followed_run_after_a_gap_in_notices(
         await redis.incr(NOTIFY_COUNT_KEY)
         await log.append(loud, writer_epoch(1, 1), [_ev(1)])
         assert await _next(sub) == 1
+    finally:
+        await hub.stop()
+        await redis.aclose()
+
+
+async def test_the_hub_delivers_what_a_notice_carries_without_reading_the_log(
+    services: Services,
+) -> None:
+    """A notice carries its batch: the hub delivers it in one round trip. Shown with a notice
+    whose events are in no log at all (written by hand, numbered as the append script does)."""
+    redis = Redis.from_url(services.redis_url)
+    hub = LogHub(redis, block_ms=200)
+    await hub.start()
+    try:
+        run = f"r-{uuid.uuid4().hex}"
+        sub = await hub.subscribe(run, 0)
+        n = await redis.incr(NOTIFY_COUNT_KEY)
+        carried = {"1": json.dumps(_ev(1)), "2": json.dumps(_ev(2, "done"))}
+        await redis.xadd(NOTIFY_KEY, {"r": stream_key(run), "n": n, **carried})
+        assert [await _next(sub), await _next(sub)] == [1, 2]
+        assert await redis.exists(stream_key(run)) == 0
+    finally:
+        await hub.stop()
+        await redis.aclose()
+
+
+async def test_the_hub_reads_the_log_when_a_notice_cannot_carry_its_batch(
+    services: Services, log: EventLog
+) -> None:
+    """A batch over the notice's size limit goes without its events, and one that does not
+    follow on from the cursor (a reader that joined with an older cursor) makes the hub read
+    the log: every entry arrives once, in order."""
+    redis = Redis.from_url(services.redis_url)
+    hub = LogHub(redis, block_ms=200)
+    await hub.start()
+    try:
+        big, late = f"r-{uuid.uuid4().hex}", f"r-{uuid.uuid4().hex}"
+        big_sub = await hub.subscribe(big, 0)
+        await log.append(big, writer_epoch(1, 1), [_ev(1, text="x" * 70_000), _ev(2)])
+        assert [await _next(big_sub), await _next(big_sub)] == [1, 2]
+        await log.append(late, writer_epoch(1, 1), [_ev(1), _ev(2)])
+        late_sub = await hub.subscribe(late, 0)  # joins after 1 and 2 were noticed
+        await log.append(late, writer_epoch(1, 1), [_ev(3)])
+        assert [await _next(late_sub) for _ in range(3)] == [1, 2, 3]
+        assert big_sub.queue.empty() and late_sub.queue.empty()
     finally:
         await hub.stop()
         await redis.aclose()

@@ -4,10 +4,12 @@ A blocked ``XREAD`` holds its connection, so one per client would need as many R
 connections as open streams; and one ``XREAD`` over every followed run's key re-sends all those
 keys on every wake-up (1,000 followed runs: about 2 ms of client CPU per read, which capped how
 many streams an API process could serve beside many idle ones). Instead, every append also
-adds a notice naming its run to one shared *notify* stream (``copilot.events.log``). The hub
-blocks on that stream alone, reads the runs it names that it follows (``XRANGE`` after each
-run's cursor, pipelined) and fans the entries out to subscriber queues: the cost of a wake-up
-is that of the runs that changed, whatever the number followed.
+adds a notice naming its run, and carrying the batch, to one shared *notify* stream
+(``copilot.events.log``). The hub blocks on that stream alone and fans the entries of the runs
+it follows out to subscriber queues: one round trip per wake-up, and its cost is that of the
+runs that changed, whatever the number followed. A notice without its events (a large batch),
+or one that does not follow on from a run's cursor, makes the hub read that run's log after the
+cursor (``XRANGE``, pipelined).
 
 The run logs stay the truth; a notice is only a hint. Whenever the hub may have missed notices
 (its read failed: Redis restarted or the connection dropped; or notices were trimmed while it
@@ -26,11 +28,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from copilot.events.log import NOTIFY_KEY, LogEntry, _entry, stream_key
+from copilot.events.log import NOTIFY_KEY, LogEntry, _decode, _entry, stream_key
 
 log = logging.getLogger("copilot.events")
 
 _PREFIX, _SUFFIX = "copilot:run:", ":events"
+_NOTICE_FIELDS = frozenset({b"r", b"n", "r", "n"})
 
 
 @dataclass
@@ -66,6 +69,13 @@ class LogHub:
         self._stopping = False
 
     async def start(self) -> None:
+        """Position on the notify stream, then read it in the background: a notice written
+        after ``start`` returns is seen (if Redis is down now, the loop positions later)."""
+        try:
+            await self._position()
+        except Exception as exc:
+            log.warning("event hub could not position itself yet (%s)", exc)
+            self._notice_id = None
         self._task = asyncio.create_task(self._loop(), name="event-log-hub")
 
     async def stop(self) -> None:
@@ -105,7 +115,7 @@ class LogHub:
                 if self._notice_id is None:
                     await self._position()
                     await self._read_runs(list(self._runs))  # whatever was missed meanwhile
-                notices, gap = await self._next_notices()
+                stale, gap = await self._next_notices()
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
@@ -117,9 +127,7 @@ class LogHub:
                 continue
             # A gap in the numbering: notices were lost (trimmed while this hub lagged, or
             # Redis lost its data); read every followed run rather than miss one.
-            changed = (
-                list(self._runs) if gap else [r for r in dict.fromkeys(notices) if r in self._runs]
-            )
+            changed = list(self._runs) if gap else [r for r in stale if r in self._runs]
             if changed:
                 try:
                     await self._read_runs(changed)
@@ -136,13 +144,14 @@ class LogHub:
         self._notice_n = _number(last[0][1]) if last else 0
 
     async def _next_notices(self) -> tuple[list[str], bool]:
-        """(the run ids named by the notices after ours, whether some were lost); blocks up to
-        ``block_ms``."""
-        assert self._notice_id is not None
+        """Deliver what the notices after ours carry; returns (the followed runs whose log must
+        be read after their cursor, whether notices were lost). Blocks up to ``block_ms``."""
+        if self._notice_id is None:
+            raise RuntimeError("the hub read notices before positioning itself")
         reply: Any = await self._redis.xread(
             {NOTIFY_KEY: self._notice_id}, count=1000, block=self._block_ms
         )
-        runs: list[str] = []
+        stale: dict[str, None] = {}  # ordered: runs to read from their log, in notice order
         gap = False
         for _key, entries in reply or []:
             for entry_id, fields in entries:
@@ -151,8 +160,31 @@ class LogHub:
                 gap = gap or number != self._notice_n + 1
                 self._notice_n = number
                 key = _text(fields.get(b"r", fields.get("r", b"")))
-                runs.append(key.removeprefix(_PREFIX).removesuffix(_SUFFIX))
-        return runs, gap
+                run_id = key.removeprefix(_PREFIX).removesuffix(_SUFFIX)
+                target = self._runs.get(run_id)
+                if target is None or run_id in stale:
+                    continue  # not ours, or its log is read after this batch anyway
+                if not self._deliver_notice(target, fields):
+                    stale[run_id] = None
+        return list(stale), gap
+
+    @staticmethod
+    def _deliver_notice(target: _Followed, fields: dict[Any, Any]) -> bool:
+        """Fan out the events a notice carries; False if they do not follow on from the
+        cursor (or it carries none), and the run's log must be read instead."""
+        carried = sorted(
+            (int(name), value) for name, value in fields.items() if name not in _NOTICE_FIELDS
+        )
+        if not carried or carried[0][0] > target.cursor + 1:
+            return False
+        for seq, value in carried:
+            if seq <= target.cursor:
+                continue  # a retried write's events, already delivered
+            entry = _decode(seq, value)
+            target.cursor = seq
+            for queue in target.queues:
+                queue.put_nowait(entry)
+        return True
 
     async def _read_runs(self, run_ids: list[str]) -> None:
         """Read each run after its cursor (one pipelined round trip) and fan the entries out."""

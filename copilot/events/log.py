@@ -47,10 +47,18 @@ for i = 4, #ARGV, 2 do
   end
 end
 -- One notice per batch on the shared notify stream: readers (copilot/events/hub.py) block on
--- it alone, whatever number of runs they follow, and read the runs it names.
--- Numbered, so a reader sees a gap (notices trimmed while it lagged, or Redis lost its data).
+-- it alone, whatever number of runs they follow. It carries the batch itself (fields named by
+-- seq), so a reader delivers it without reading the run's log again; a large batch goes without
+-- its events (the reader then reads the log). Numbered, so a reader sees a gap (notices trimmed
+-- while it lagged, or Redis lost its data).
 local n = redis.call('INCR', KEYS[5])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100000', '*', 'r', KEYS[1], 'n', n)
+local notice = {'r', KEYS[1], 'n', n}
+local size = 0
+for i = 5, #ARGV, 2 do size = size + #ARGV[i] end
+if size <= 65536 and #ARGV <= 2003 then
+  for i = 4, #ARGV do notice[#notice + 1] = ARGV[i] end
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100000', '*', unpack(notice))
 return 1
 """
 
@@ -218,5 +226,8 @@ def _seq_of(entry_id: bytes | str) -> int:
 
 def _entry(entry_id: bytes | str, fields: dict[Any, Any]) -> LogEntry:
     raw = fields.get(b"d") if b"d" in fields else fields.get("d")
-    payload = raw.decode() if isinstance(raw, bytes) else str(raw)
-    return LogEntry(seq=_seq_of(entry_id), event=json.loads(payload))
+    return _decode(_seq_of(entry_id), raw)
+
+
+def _decode(seq: int, raw: Any) -> LogEntry:
+    return LogEntry(seq=seq, event=json.loads(raw))  # json.loads takes bytes as they come
