@@ -425,6 +425,46 @@ async def latency_rows(
     return rows
 
 
+async def cpu_fit(
+    provider: FakeProvider, http: httpx.AsyncClient, args: argparse.Namespace, api: Any, worker: Any
+) -> dict[str, Any]:
+    """CPU per run and per served token, API and worker apart: the same load at two answer
+    lengths, then the line through both (cpu = per_run + per_token * tokens)."""
+    short, long = args.fit
+    c, runs = args.fit_concurrency, max(args.fit_concurrency, args.fit_runs)
+    per_stream: dict[int, dict[str, float]] = {}
+    for tokens in (short, long):
+        print(f"CPU fit: {runs} streams of {tokens} tokens at concurrency {c}...", flush=True)
+        turn = {
+            "chunks": ["tok "] * tokens,
+            "first_delay_ms": args.first_ms,
+            "delay_ms": args.gap_ms,
+        }
+        key = provider.scenario([turn])
+        await server_stream(http, key)  # the scenario's first run warms nothing up twice
+        before = {"api": cpu_seconds(api.proc.pid), "worker": cpu_seconds(worker.proc.pid)}
+        done = 0
+        while done < runs:
+            n = min(c, runs - done)
+            await asyncio.gather(*(server_stream(http, key) for _ in range(n)))
+            done += n
+        per_stream[tokens] = {
+            "api": (cpu_seconds(api.proc.pid) - before["api"]) / runs,
+            "worker": (cpu_seconds(worker.proc.pid) - before["worker"]) / runs,
+        }
+    out: dict[str, Any] = {"concurrency": c, "runs": runs, "tokens": [short, long]}
+    for name in ("api", "worker"):
+        a, b = per_stream[short][name], per_stream[long][name]
+        per_token = (b - a) / (long - short)
+        out[name] = {
+            "per_run_ms": (a - per_token * short) * 1000,
+            "per_token_ms": per_token * 1000,
+            "per_stream_ms": {str(short): a * 1000, str(long): b * 1000},
+        }
+    out["total"] = {k: out["api"][k] + out["worker"][k] for k in ("per_run_ms", "per_token_ms")}
+    return out
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="copilot-bench-"))
     ports = Ports(
@@ -485,6 +525,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             key = provider.scenario([turn])
             await server_stream(http, key)  # warm up
             results["latency"] = await latency_rows(provider, http, key, args, api, worker)
+            if args.fit:
+                results["cpu_fit"] = await cpu_fit(provider, http, args, api, worker)
             if args.api_worker:
                 # The same load against an API that runs a worker and starts runs eagerly.
                 eager_port = free_port()
@@ -559,6 +601,17 @@ def print_table(results: dict[str, Any]) -> None:
         f"{results['fake']['intertoken_ms']} ms between {results['fake']['tokens']} tokens\n"
     )
     print_latency(results["latency"])
+    if "cpu_fit" in results:
+        f = results["cpu_fit"]
+        print(
+            f"\nCPU per run and per served token (fit over {f['tokens'][0]} and "
+            f"{f['tokens'][1]}-token answers, {f['runs']} runs at concurrency {f['concurrency']}):"
+        )
+        for name in ("api", "worker", "total"):
+            print(
+                f"  {name:<7} {f[name]['per_run_ms']:7.2f} ms per run   "
+                f"{f[name]['per_token_ms']:6.3f} ms per token"
+            )
     if "latency_api_worker" in results:
         print("\nthe same with API_WORKER=true (a worker in the API, runs started eagerly):")
         print_latency(results["latency_api_worker"])
@@ -630,6 +683,16 @@ def main() -> None:
         "10 s, for each N until added TTFT p99 passes 250 ms (e.g. --capacity 25 50 100 200)",
     )
     parser.add_argument(
+        "--fit",
+        type=int,
+        nargs="*",
+        default=[40, 400],
+        metavar="TOKENS",
+        help="two answer lengths for the CPU-per-run / CPU-per-token fit (none: skip)",
+    )
+    parser.add_argument("--fit-concurrency", type=int, default=50)
+    parser.add_argument("--fit-runs", type=int, default=100, help="streams per answer length")
+    parser.add_argument(
         "--api-worker",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -637,6 +700,8 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
+    if args.fit and (len(args.fit) != 2 or args.fit[0] >= args.fit[1]):
+        parser.error("--fit takes two answer lengths, shorter first (e.g. --fit 40 400)")
     results = asyncio.run(main_async(args))
     print_table(results)
     out = Path(args.out)
