@@ -18,7 +18,6 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -27,7 +26,6 @@ from activities.metrics import WorkerMetrics
 from copilot.attachments import context_blocks
 from copilot.store import catalogs, repo
 from copilot.store.catalogs import CatalogCache
-from copilot.store.models import ToolCallRow
 from copilot.tools.base import ToolFailed, ToolUnavailable
 from copilot.tools.catalog import SEARCH_LIMIT_DEFAULT, bounded_view, search
 from copilot.tools.registry import ToolRegistry
@@ -313,4 +311,4 @@ class ToolActivities:
         if not rows:
             return
         async with self._sessions.begin() as session:
-            await session.execute(insert(ToolCallRow).values(rows).on_conflict_do_nothing())
+            await repo.record_tool_calls(session, rows=rows)

@@ -24,7 +24,6 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
@@ -43,7 +42,6 @@ from copilot.providers.upstream import (
 )
 from copilot.store import repo
 from copilot.store.catalogs import CatalogCache
-from copilot.store.models import Chat, Message
 from copilot.tools.registry import ToolRegistry
 from copilot.types import (
     EV_CONTENT,
@@ -229,9 +227,7 @@ class BackendActivities:
     async def _payload(self, input: StreamTurnInput) -> dict[str, Any]:
         """Sim's payload: the run's user message, the chat's upstream conversation, our tools."""
         async with self._sessions() as session:
-            message = await session.scalar(
-                select(Message).where(Message.run_id == input.run_id, Message.role == "user")
-            )
+            message = await repo.user_message(session, run_id=input.run_id)
             chat = await repo.get_chat(
                 session, tenant_id=input.tenant_id, user_id=input.user_id, chat_id=input.chat_id
             )
@@ -290,14 +286,12 @@ class BackendActivities:
 
     async def _remember_conversation(self, input: StreamTurnInput, response_id: str) -> None:
         async with self._sessions.begin() as session:
-            await session.execute(
-                update(Chat)
-                .where(
-                    Chat.tenant_id == input.tenant_id,
-                    Chat.user_id == input.user_id,
-                    Chat.id == input.chat_id,
-                )
-                .values(conversation_id=response_id)
+            await repo.set_conversation_id(
+                session,
+                tenant_id=input.tenant_id,
+                user_id=input.user_id,
+                chat_id=input.chat_id,
+                conversation_id=response_id,
             )
 
     # --- the workflow's side ------------------------------------------------------------------

@@ -16,9 +16,10 @@ from copilot.auth import (
     is_admin_key,
     stream_key_valid,
 )
-from copilot.errors import RateLimited, Unauthorized
+from copilot.errors import NotFound, RateLimited, Unauthorized
 from copilot.ratelimit import client_ip
-from copilot.store import apikeys
+from copilot.store import apikeys, chats, runs
+from copilot.store.models import Chat, Run
 
 
 def get_state(request: Request) -> AppState:
@@ -68,6 +69,55 @@ async def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+UserIdQuery = Annotated[str | None, Query(alias="userId")]
+
+
+async def get_acting_user(principal: PrincipalDep, user_id: UserIdQuery = None) -> str:
+    """The user a request acts for (``?userId=``, checked against the key: 403, or 400 when a
+    key that acts for many users names none)."""
+    return principal.acting_user(user_id)
+
+
+ActingUserDep = Annotated[str, Depends(get_acting_user)]
+
+
+# The one "owned or 404" rule: another owner's object is answered exactly like a missing one
+# (never reveal that it exists). The contract fixes these bodies.
+async def owned_chat(session: AsyncSession, *, tenant_id: str, user_id: str, chat_id: str) -> Chat:
+    chat = await chats.get_chat(session, tenant_id=tenant_id, user_id=user_id, chat_id=chat_id)
+    if chat is None:
+        raise NotFound("chat not found", code="chat_not_found")
+    return chat
+
+
+async def owned_run(session: AsyncSession, *, tenant_id: str, user_id: str, run_id: str) -> Run:
+    run = await runs.get_run(session, tenant_id=tenant_id, user_id=user_id, run_id=run_id)
+    if run is None:
+        raise NotFound("run not found", code="run_not_found")
+    return run
+
+
+# For routes with the id in the path. The checks keep the order the handlers had: the route's
+# own dependencies (rate limit) first, then auth (401) and the acting user (403/400) as
+# sub-dependencies, the lookup (404) last. An id in the body is validated (400) only after
+# every dependency ran: those handlers call owned_chat/owned_run themselves. The session is
+# the handler's own (FastAPI caches a dependency per request): an owned chat can be deleted
+# in it, and the request boundary commits.
+async def get_owned_chat(
+    chat_id: str, session: SessionDep, principal: PrincipalDep, acting: ActingUserDep
+) -> Chat:
+    return await owned_chat(session, tenant_id=principal.tenant_id, user_id=acting, chat_id=chat_id)
+
+
+async def get_owned_run(
+    run_id: str, session: SessionDep, principal: PrincipalDep, acting: ActingUserDep
+) -> Run:
+    return await owned_run(session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id)
+
+
+OwnedChat = Annotated[Chat, Depends(get_owned_chat)]
+OwnedRun = Annotated[Run, Depends(get_owned_run)]
 
 
 async def check_stream_key(state: AppState, principal: Principal, session: AsyncSession) -> None:

@@ -209,8 +209,11 @@ def headless_off(services: Services, fake_provider: FakeProviderServer) -> Itera
 async def test_headless_can_be_turned_off(headless_off: Stack) -> None:
     async with httpx.AsyncClient(base_url=headless_off.api_url) as c:
         resp = await c.post("/api/v1/copilot/chat", json={"message": "hi"})
+        # The poll says so before it looks the run up (503, not 404).
+        poll = await c.get("/api/v1/copilot/runs/run_unknown")
     assert resp.status_code == 503
     assert resp.json()["code"] == "unavailable"
+    assert (poll.status_code, poll.json()["code"]) == (503, "unavailable")
 
 
 async def test_nul_characters_and_an_unconfigured_backend_get_400(

@@ -136,6 +136,79 @@ async def test_user_b_and_tenant_b_get_404_for_every_object_of_a(
         await live.finished()
 
 
+async def _ask(
+    c: httpx.AsyncClient, method: str, url: str, key: str | None, params: dict[str, str]
+) -> httpx.Response:
+    return await c.request(method, url, headers=_h(key) if key else {}, params=params)
+
+
+async def test_owned_object_routes_check_auth_then_user_then_owner(secure: Stack) -> None:
+    """Every route that loads an owned chat or run answers in one order: 401 (no key), 400 (a
+    malformed query), 403 (another user named) or 400 (no user named), and only then 404,
+    with the contract's body, whether the object is missing or another owner's."""
+    service = _fresh_tenant(secure.api_url)
+    async with httpx.AsyncClient(base_url=secure.api_url, timeout=30) as c:
+        issued = await c.post("/api/validate-key/generate", headers=_h(service),
+                              json={"userId": "dora"})  # fmt: skip
+        user = issued.json()["apiKey"]
+        reply = scenario(secure.provider, [{"text": "mine"}])
+        dora = await _chat_to_done(c, user, {"message": reply})
+        chat_id = dora.frames[0].data["data"]["chatId"]
+        missing_chat, missing_run = f"nochat-{uuid.uuid4().hex[:8]}", f"run_{uuid.uuid4().hex}"
+        routes = [
+            ("GET", "/api/copilot/chats/{chat}", "chat"),
+            ("DELETE", "/api/copilot/chats/{chat}", "chat"),
+            ("GET", "/api/copilot/runs/{run}", "run"),
+            ("GET", "/api/copilot/runs/{run}/events", "run"),
+            ("POST", "/api/copilot/runs/{run}/abort", "run"),
+            ("GET", "/api/v1/copilot/runs/{run}", "run"),
+        ]
+        for method, template, kind in routes:
+            url = template.format(chat=missing_chat, run=missing_run)
+            where = f"{method} {template}"
+            assert (await _ask(c, method, url, None, {})).status_code == 401, where
+            long_tenant = await _ask(c, method, url, user, {"tenantId": "t" * 65})
+            assert long_tenant.status_code == 400, where
+            assert long_tenant.json()["code"] == "invalid_request", where
+            mismatch = await _ask(c, method, url, user, {"userId": "erin"})
+            assert mismatch.status_code == 403, where
+            assert mismatch.json()["code"] == "user_mismatch", where
+            unnamed = await _ask(c, method, url, service, {})
+            assert unnamed.status_code == 400, where
+            assert unnamed.json()["code"] == "invalid_request", where
+            body = {"success": False, "error": f"{kind} not found", "code": f"{kind}_not_found"}
+            for key, params in ((user, {}), (service, {"userId": "dora"})):
+                missing = await _ask(c, method, url, key, params)
+                assert (missing.status_code, missing.json()) == (404, body), where
+            # Dora's own objects, asked for as another user of her tenant: the same 404.
+            owned = template.format(chat=chat_id, run=dora.run_id)
+            theirs = await _ask(c, method, owned, service, {"userId": "erin"})
+            assert (theirs.status_code, theirs.json()) == (404, body), where
+        # A chat named in the body: the same rule, after the body is validated.
+        usage = await c.post("/api/get-context-usage", headers=_h(user), json={})
+        assert usage.status_code == 400
+        usage = await c.post("/api/get-context-usage", headers=_h(user),
+                             json={"chatId": chat_id, "userId": "erin"})  # fmt: skip
+        assert usage.status_code == 403
+        usage = await c.post("/api/get-context-usage", headers=_h(service),
+                             json={"chatId": chat_id, "userId": "erin"})  # fmt: skip
+        assert (usage.status_code, usage.json()) == (
+            404, {"success": False, "error": "chat not found", "code": "chat_not_found"},
+        )  # fmt: skip
+        # And the owner gets hers (the dependency loads them in the request's own session:
+        # the delete is committed with it).
+        snapshot = await c.get(f"/api/copilot/runs/{dora.run_id}", headers=_h(user))
+        assert snapshot.status_code == 200
+        got = await c.get(f"/api/copilot/chats/{chat_id}", headers=_h(user))
+        assert [m["role"] for m in got.json()["messages"]] == ["user", "assistant"]
+        done = await c.post(f"/api/copilot/runs/{dora.run_id}/abort", headers=_h(user))
+        assert (done.status_code, done.json()["code"]) == (409, "run_finished")
+        deleted = await c.delete(f"/api/copilot/chats/{chat_id}", headers=_h(user))
+        assert deleted.json() == {"success": True, "chatId": chat_id}
+        gone = await c.get(f"/api/copilot/chats/{chat_id}", headers=_h(user))
+        assert gone.status_code == 404
+
+
 async def test_user_keys_are_bound_to_their_user(world: World) -> None:
     async with httpx.AsyncClient(base_url=world.api, timeout=30) as c:
         mismatch = await c.get(

@@ -10,20 +10,21 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import (
     ClientIpDep,
+    OwnedRun,
     PrincipalDep,
     ReadLimit,
-    SessionDep,
     StateDep,
     authenticate,
     check_stream_key,
     limit_reads,
+    owned_run,
 )
 from api.run_service import StartedRun, start_chat_run, stream_token_for
 from api.schemas import ChatRequest
 from api.sse import run_frames, run_snapshot, sse_response
 from copilot.auth import Principal, verify_stream_token
-from copilot.errors import InvalidRequest, NotFound
-from copilot.store import repo
+from copilot.errors import InvalidRequest
+from copilot.store import runs
 
 router = APIRouter(tags=["native"])
 
@@ -86,11 +87,7 @@ async def run_events(
     async with state.sessions() as session:
         if principal.kind == "stream":
             await check_stream_key(state, principal, session)
-        run = await repo.get_run(
-            session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id
-        )
-    if run is None:
-        raise NotFound("run not found", code="run_not_found")
+        await owned_run(session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id)
     start = _parse_after(last_event_id, after)
     frames = run_frames(state, run_id, after=start, ping_s=state.settings.sse_ping_s)
     return sse_response(frames, {"X-Run-Id": run_id})
@@ -100,18 +97,10 @@ async def run_events(
     "/api/copilot/runs/{run_id}", summary="A run's snapshot as JSON", dependencies=[ReadLimit]
 )
 async def get_run_snapshot(
-    run_id: str,
-    state: StateDep,
-    session: SessionDep,
-    principal: PrincipalDep,
-    user_id: Annotated[str | None, Query(alias="userId")] = None,
+    run: OwnedRun, state: StateDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    acting = principal.acting_user(user_id)
-    run = await repo.get_run(session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id)
-    if run is None:
-        raise NotFound("run not found", code="run_not_found")
-    snapshot = await run_snapshot(state, run_id)
-    out = repo.run_summary(run)
+    snapshot = await run_snapshot(state, run.id)
+    out = runs.run_summary(run)
     out.update(
         {
             "content": snapshot["content"],

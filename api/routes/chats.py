@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
-from api.deps import PrincipalDep, ReadLimit, SessionDep, StateDep
-from copilot.errors import Conflict, NotFound
-from copilot.store import repo
+from api.deps import ActingUserDep, OwnedChat, PrincipalDep, ReadLimit, SessionDep, StateDep
+from copilot.errors import Conflict
+from copilot.store import chats, messages, runs
 from copilot.store.models import Chat, Message
 
 router = APIRouter(tags=["native"], dependencies=[ReadLimit])
-
-UserQuery = Annotated[str | None, Query(alias="userId")]
 
 
 def _chat(chat: Chat) -> dict[str, Any]:
@@ -42,33 +40,21 @@ def _message(msg: Message) -> dict[str, Any]:
 
 @router.get("/api/copilot/chats", summary="The user's chats, newest first")
 async def list_chats(
-    session: SessionDep, principal: PrincipalDep, user_id: UserQuery = None
+    session: SessionDep, principal: PrincipalDep, acting: ActingUserDep
 ) -> dict[str, Any]:
-    acting = principal.acting_user(user_id)
-    chats = await repo.list_chats(session, tenant_id=principal.tenant_id, user_id=acting)
-    return {"success": True, "chats": [_chat(c) for c in chats]}
+    owned = await chats.list_chats(session, tenant_id=principal.tenant_id, user_id=acting)
+    return {"success": True, "chats": [_chat(c) for c in owned]}
 
 
 @router.delete("/api/copilot/chats/{chat_id}", summary="Delete a chat and its history")
-async def delete_chat(
-    chat_id: str,
-    session: SessionDep,
-    state: StateDep,
-    principal: PrincipalDep,
-    user_id: UserQuery = None,
-) -> dict[str, Any]:
-    acting = principal.acting_user(user_id)
-    chat = await repo.get_chat(
-        session, tenant_id=principal.tenant_id, user_id=acting, chat_id=chat_id
-    )
-    if chat is None:
-        raise NotFound("chat not found", code="chat_not_found")
-    active = await repo.active_run_id(session, chat=chat)
+async def delete_chat(chat: OwnedChat, session: SessionDep, state: StateDep) -> dict[str, Any]:
+    active = await runs.active_run_id(session, chat=chat)
     if active is not None:
         raise Conflict(
             "the chat has an active run; abort it first", code="run_active", extra={"runId": active}
         )
-    run_ids = await repo.delete_chat(session, chat=chat)
+    chat_id = chat.id
+    run_ids = await chats.delete_chat(session, chat=chat)
     # Before the commit: if Redis cannot take it, the chat stays and the caller may retry;
     # nothing of a deleted chat is left to be streamed (its logs live up to a day otherwise).
     await state.event_log.delete(run_ids)
@@ -76,19 +62,11 @@ async def delete_chat(
 
 
 @router.get("/api/copilot/chats/{chat_id}", summary="A chat with its messages")
-async def get_chat(
-    chat_id: str, session: SessionDep, principal: PrincipalDep, user_id: UserQuery = None
-) -> dict[str, Any]:
-    acting = principal.acting_user(user_id)
-    chat = await repo.get_chat(
-        session, tenant_id=principal.tenant_id, user_id=acting, chat_id=chat_id
-    )
-    if chat is None:
-        raise NotFound("chat not found", code="chat_not_found")
-    messages = await repo.chat_messages(session, chat=chat)
+async def get_chat(chat: OwnedChat, session: SessionDep) -> dict[str, Any]:
+    history = await messages.chat_messages(session, chat=chat)
     return {
         "success": True,
         **_chat(chat),
-        "messages": [_message(m) for m in messages],
-        "activeRunId": await repo.active_run_id(session, chat=chat),
+        "messages": [_message(m) for m in history],
+        "activeRunId": await runs.active_run_id(session, chat=chat),
     }

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from api.deps import ClientIpDep, PrincipalDep, ReadLimit, SessionDep, StateDep
+from api.deps import ClientIpDep, OwnedRun, PrincipalDep, ReadLimit, StateDep
 from api.run_service import start_chat_run
 from api.schemas import ChatRequest
 from api.state import AppState
-from copilot.auth import Principal
 from copilot.errors import NotFound, Timeout, Unavailable
-from copilot.store import repo
+from copilot.store import messages, runs
 from copilot.store.models import Run
 from copilot.types import FINAL_STATUSES, RUN_COMPLETED
 
@@ -26,6 +25,10 @@ log = logging.getLogger("copilot.api")
 def _require_enabled(state: AppState) -> None:
     if not state.settings.enable_headless_api:
         raise Unavailable("the headless API is disabled on this server (ENABLE_HEADLESS_API)")
+
+
+async def require_headless(state: StateDep) -> None:
+    _require_enabled(state)
 
 
 def _tool_calls(raw: list[Any]) -> list[dict[str, Any]]:
@@ -45,7 +48,7 @@ def _tool_calls(raw: list[Any]) -> list[dict[str, Any]]:
 
 async def _result(state: AppState, run: Run) -> JSONResponse:
     async with state.sessions() as session:
-        message = await repo.run_message(session, run_id=run.id)
+        message = await messages.run_message(session, run_id=run.id)
     content = message.content if message else ""
     calls = _tool_calls(message.tool_calls if message else [])
     usage = {"inputTokens": run.input_tokens, "outputTokens": run.output_tokens}
@@ -80,8 +83,9 @@ async def _result(state: AppState, run: Run) -> JSONResponse:
 
 
 async def _load_run(state: AppState, run_id: str) -> Run:
+    """The run this request has just started for its caller (so no owner check)."""
     async with state.sessions() as session:
-        run = await session.get(Run, run_id)
+        run = await runs.get_run_by_id(session, run_id=run_id)
     if run is None:
         raise NotFound("run not found", code="run_not_found")
     return run
@@ -121,27 +125,12 @@ async def headless_chat(
 @router.get(
     "/api/v1/copilot/runs/{run_id}",
     summary="Headless poll: status, then the result",
-    dependencies=[ReadLimit],
+    # In this order: auth and rate limit, then 503 when disabled, then the run's owner (404).
+    dependencies=[ReadLimit, Depends(require_headless)],
 )
-async def headless_run(
-    run_id: str,
-    state: StateDep,
-    session: SessionDep,
-    principal: PrincipalDep,
-    user_id: Annotated[str | None, Query(alias="userId")] = None,
-) -> JSONResponse:
-    _require_enabled(state)
-    run = await _owned_run(session, principal, run_id, user_id)
+async def headless_run(run: OwnedRun, state: StateDep) -> JSONResponse:
     if run.status not in FINAL_STATUSES:
         return JSONResponse(
             {"success": True, "runId": run.id, "chatId": run.chat_id, "status": run.status}
         )
     return await _result(state, run)
-
-
-async def _owned_run(session: Any, principal: Principal, run_id: str, user_id: str | None) -> Run:
-    acting = principal.acting_user(user_id)
-    run = await repo.get_run(session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id)
-    if run is None:
-        raise NotFound("run not found", code="run_not_found")
-    return run

@@ -7,12 +7,11 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select, text
 
 from api.deps import PrincipalDep, SessionDep, StateDep
 from copilot.auth import Principal
 from copilot.errors import NotFound
-from copilot.store.models import Chat, Message, Run
+from copilot.store import stats as store_stats
 
 router = APIRouter(tags=["ops"])
 
@@ -25,22 +24,15 @@ def _require_admin(principal: Principal) -> None:
 @router.get("/api/stats", summary="Admin: usage statistics")
 async def stats(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     _require_admin(principal)
-    total_messages = await session.scalar(select(func.count()).select_from(Message))
-    total_users = await session.scalar(
-        select(func.count()).select_from(select(Chat.tenant_id, Chat.user_id).distinct().subquery())
-    )
-    total_runs = await session.scalar(select(func.count()).select_from(Run))
-    active = await session.scalar(select(func.count()).select_from(Run).where(Run.active))
-    chats = await session.scalar(select(func.count()).select_from(Chat))
-    by_status = (await session.execute(select(Run.status, func.count()).group_by(Run.status))).all()
+    usage = await store_stats.usage_stats(session)
     return {
         "success": True,
-        "totalMessages": total_messages or 0,
-        "totalUsers": total_users or 0,
-        "totalRequests": total_runs or 0,
-        "totalChats": chats or 0,
-        "activeRuns": active or 0,
-        "runsByStatus": {str(k): int(v) for k, v in by_status},
+        "totalMessages": usage.messages,
+        "totalUsers": usage.users,
+        "totalRequests": usage.runs,
+        "totalChats": usage.chats,
+        "activeRuns": usage.active_runs,
+        "runsByStatus": usage.runs_by_status,
     }
 
 
@@ -48,15 +40,8 @@ async def stats(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
 async def metrics(state: StateDep, session: SessionDep, principal: PrincipalDep) -> Response:
     _require_admin(principal)
     m = state.metrics
-    runs = await session.execute(select(Run.status, func.count()).group_by(Run.status))
-    for run_status, count in runs.all():
-        m.runs.labels(status=str(run_status)).set(int(count))
-    calls = await session.execute(
-        text(
-            "SELECT c->>'status', count(*) FROM messages, jsonb_array_elements(tool_calls) c"
-            " WHERE role = 'assistant' GROUP BY 1"
-        )
-    )
-    for call_status, count in calls.all():
-        m.tool_calls.labels(status=str(call_status)).set(int(count))
+    for run_status, count in (await store_stats.runs_by_status(session)).items():
+        m.runs.labels(status=run_status).set(count)
+    for call_status, count in (await store_stats.tool_calls_by_status(session)).items():
+        m.tool_calls.labels(status=call_status).set(count)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, ReadLimit, SessionDep, StateDep
+from api.deps import OwnedRun, PrincipalDep, ReadLimit, SessionDep, StateDep
 from api.run_service import abort_run
-from copilot.errors import Conflict, NotFound
-from copilot.store import repo
+from copilot.errors import Conflict
+from copilot.store import runs
 from copilot.types import FINAL_STATUSES
 
 router = APIRouter(tags=["native"], dependencies=[ReadLimit])
@@ -24,8 +24,9 @@ async def list_runs(
     status: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
+    # Not ActingUserDep: a dependency would answer 403 before ``limit`` is validated (400).
     acting = principal.acting_user(user_id)
-    runs = await repo.list_runs(
+    found = await runs.list_runs(
         session,
         tenant_id=principal.tenant_id,
         user_id=acting,
@@ -33,22 +34,12 @@ async def list_runs(
         status=status,
         limit=limit,
     )
-    return {"success": True, "runs": [repo.run_summary(r) for r in runs]}
+    return {"success": True, "runs": [runs.run_summary(r) for r in found]}
 
 
 @router.post("/api/copilot/runs/{run_id}/abort", summary="Cancel a run")
-async def abort(
-    run_id: str,
-    state: StateDep,
-    session: SessionDep,
-    principal: PrincipalDep,
-    user_id: Annotated[str | None, Query(alias="userId")] = None,
-) -> dict[str, Any]:
-    acting = principal.acting_user(user_id)
-    run = await repo.get_run(session, tenant_id=principal.tenant_id, user_id=acting, run_id=run_id)
-    if run is None:
-        raise NotFound("run not found", code="run_not_found")
+async def abort(run: OwnedRun, state: StateDep) -> dict[str, Any]:
     if run.status in FINAL_STATUSES:
         raise Conflict(f"the run has already finished ({run.status})", code="run_finished")
-    await abort_run(state, run_id)
-    return {"success": True, "runId": run_id, "status": "aborting"}
+    await abort_run(state, run.id)
+    return {"success": True, "runId": run.id, "status": "aborting"}

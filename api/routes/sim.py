@@ -11,15 +11,15 @@ from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import ClientIpDep, PrincipalDep, ReadLimit, SessionDep, StateDep
+from api.deps import ClientIpDep, PrincipalDep, ReadLimit, SessionDep, StateDep, owned_chat
 from api.run_service import start_chat_run, stream_token_for
 from api.schemas import SimChatRequest
 from api.sse import run_frames, sse_response
 from api.state import AppState
-from copilot.errors import AppError, NotFound
+from copilot.errors import AppError
 from copilot.events.log import encode_frame
 from copilot.providers.registry import context_window
-from copilot.store import repo
+from copilot.store import runs
 from copilot.types import EV_DONE, EV_ERROR, HostDetachedInput
 
 router = APIRouter(tags=["sim"])
@@ -132,13 +132,12 @@ class ContextUsageBody(BaseModel):
 async def get_context_usage(
     body: ContextUsageBody, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
+    # Not OwnedChat: the chat is named in the body, which the handler validates (400) first.
     acting = principal.acting_user(body.user_id)
-    chat = await repo.get_chat(
+    chat = await owned_chat(
         session, tenant_id=principal.tenant_id, user_id=acting, chat_id=body.chat_id
     )
-    if chat is None:
-        raise NotFound("chat not found", code="chat_not_found")
-    last = await repo.last_run(session, chat=chat)
+    last = await runs.last_run(session, chat=chat)
     # The last run's prompt plus its answer is what the next message starts from.
     used = (last.input_tokens + last.output_tokens) if last else 0
     model = body.model or chat.model or ""

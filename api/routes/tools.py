@@ -18,8 +18,9 @@ from api.deps import PrincipalDep, ReadLimit, SessionDep, StateDep, authenticate
 from api.state import AppState
 from copilot.auth import Principal
 from copilot.errors import AppError, Conflict, Forbidden, InvalidRequest, NotFound, TooLarge
-from copilot.store import catalogs, repo
+from copilot.store import catalogs, tool_calls
 from copilot.store.models import ToolCallRow
+from copilot.store.rows import without_nul
 from copilot.tools.catalog import bounded_view
 from copilot.types import DecisionInput, DecisionResult, MarkCompleteInput
 
@@ -62,7 +63,7 @@ async def confirm(
     body: ConfirmBody, state: StateDep, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     user_id = principal.acting_user(body.user_id)
-    row = await repo.get_tool_call(
+    row = await tool_calls.get_tool_call(
         session, tenant_id=principal.tenant_id, user_id=user_id, tool_call_id=body.tool_call_id
     )
     if row is None:
@@ -88,7 +89,7 @@ async def mark_complete(
 ) -> dict[str, Any]:
     row = await _host_call(state, session, principal, body.id)
     settings = state.settings
-    data = repo.without_nul(body.data)  # PostgreSQL cannot hold U+0000; the host's text may
+    data = without_nul(body.data)  # PostgreSQL cannot hold U+0000; the host's text may
     if data is not None:
         view, size, cut = bounded_view(data, inline_bytes=settings.tool_result_inline_bytes)
         if size > settings.max_tool_result_bytes:
@@ -122,7 +123,7 @@ async def _host_call(
 ) -> ToolCallRow:
     if principal.kind not in ("service", "admin", "dev"):
         raise Forbidden("only the host app's service key may report tool results", code="forbidden")
-    row = await repo.get_tool_call(
+    row = await tool_calls.get_tool_call(
         session, tenant_id=principal.tenant_id, tool_call_id=tool_call_id
     )
     if row is None or not row.host_executed:
