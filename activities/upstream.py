@@ -31,6 +31,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
 from activities.writer import TurnWriter, activity_error, heartbeating
+from copilot.activity_defs import UpstreamActivityDefs
 from copilot.events.log import EventLog, writer_epoch
 from copilot.providers.base import ProviderError, parse_retry_after, status_error
 from copilot.providers.sse import SseDecoder
@@ -65,7 +66,7 @@ CLIENT_VERSION = "durable-copilot/1"
 REJOIN_HEADER = "x-copilot-rejoin"
 
 
-class BackendActivities:
+class BackendActivities(UpstreamActivityDefs):
     def __init__(
         self,
         *,
