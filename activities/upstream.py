@@ -17,9 +17,9 @@ its own activity, never from the reader, which may have to drain the stream firs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
+from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -111,16 +111,15 @@ class BackendActivities(UpstreamActivityDefs):
             {"id": h.id, "name": h.name, "arguments": h.arguments, "status": "pending"}
             for h in handed
         ]
-        stop = asyncio.Event()
-        pump = asyncio.create_task(_pump_outbox(handle, writer, writer.outbox_mark or 0, stop))
         try:
             async with heartbeating(writer):
-                await self._read(url, payload, writer, translator, handle, handed)
+                await _read_and_pump(
+                    self._read(url, payload, writer, translator, handle, handed),
+                    handle,
+                    writer,
+                )
         except ProviderError as exc:
             raise activity_error(exc) from None
-        finally:
-            stop.set()
-            await pump  # never cut a write in half: its seqs must land or be retried
         finished = translator.finished
         assert finished is not None
         if translator.ignored_after_done:
@@ -353,10 +352,60 @@ class BackendActivities(UpstreamActivityDefs):
         )
 
 
+async def _read_and_pump(
+    read: Coroutine[Any, Any, None], handle: WorkflowHandle[Any, Any], writer: TurnWriter
+) -> None:
+    """Read the upstream while the outbox pump writes the workflow's events; the first
+    failure of either fails this attempt, and Temporal retries it (``LLM_RETRY`` in
+    ``workflows/calls.py``): nothing here retries by hand.
+
+    A failed pump cancels the read: an attempt that cannot deliver the workflow's events
+    (tool_call, statuses, results) must not go on streaming past them. The pump itself is
+    never cancelled, only told to stop once the read has ended, so it finishes the write it
+    is in (its seqs must land or be retried). If the activity is cancelled (an abort, a
+    heartbeat timeout), the read is cancelled and awaited, the pump stopped, and the
+    cancellation goes on up.
+    """
+    stop = asyncio.Event()
+    pumping = asyncio.create_task(_pump_outbox(handle, writer, writer.outbox_mark or 0, stop))
+    reading = asyncio.create_task(read)
+    try:
+        await asyncio.wait({reading, pumping}, return_when=asyncio.FIRST_COMPLETED)
+        if not reading.done() and _failure(pumping) is not None:
+            reading.cancel()
+        await asyncio.wait({reading})
+    except asyncio.CancelledError:
+        reading.cancel()
+        await asyncio.wait({reading})
+        raise
+    finally:
+        stop.set()
+        await asyncio.wait({pumping})
+    pump_failed = _failure(pumping)
+    if pump_failed is not None and (reading.cancelled() or reading.exception() is None):
+        raise ApplicationError(
+            f"the outbox pump failed: {type(pump_failed).__name__}: {pump_failed}",
+            type="outbox_pump_failed",
+        ) from pump_failed
+    reading.result()  # the read's own failure (a ProviderError) goes up as it is
+
+
+def _failure(task: asyncio.Task[None]) -> BaseException | None:
+    if not task.done():
+        return None
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception()
+
+
 async def _pump_outbox(
     handle: WorkflowHandle[Any, Any], writer: TurnWriter, start: int, stop: asyncio.Event
 ) -> None:
-    """Write the workflow's outbox into the log as it grows, until ``stop``."""
+    """Write the workflow's outbox into the log as it grows, until ``stop``.
+
+    A failed poll or write ends the pump with that error (see ``_read_and_pump``): the
+    retried attempt starts after the outbox mark the log holds, so nothing is written twice.
+    """
     after = start
     stopping = asyncio.create_task(stop.wait())
     try:
@@ -366,18 +415,16 @@ async def _pump_outbox(
                     "backend_outbox", OutboxPoll(after=after), result_type=OutboxBatch
                 )
             )
-            done, _ = await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if poll not in done:
+            await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not poll.done():
+                # Stopping: the poll's answer is not wanted any more (whatever no reader
+                # wrote, the workflow writes itself once the turn is over).
                 poll.cancel()
-                with contextlib.suppress(BaseException):
-                    await poll
+                await asyncio.wait({poll})  # our own cancellation still propagates
+                if not poll.cancelled() and poll.exception() is not None:
+                    log.debug("abandoned outbox poll ended with %r", poll.exception())
                 return
-            try:
-                batch = poll.result()
-            except Exception as exc:  # the workflow is busy or restarting: try again
-                log.warning("outbox poll failed (%r); retrying", exc)
-                await asyncio.wait({stopping}, timeout=0.5)
-                continue
+            batch = poll.result()  # a failed poll fails the pump
             if batch.events:
                 await writer.write(batch.events, outbox_mark=batch.next)
             after = batch.next
