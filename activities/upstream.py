@@ -8,7 +8,8 @@ reader owns the log, the workflow cannot write it (one writer per log keeps seqs
 the workflow's own events (tool_call, confirmations, results) queue in its *outbox*; the
 reader pulls them with a long-polling update and writes them in order with its deltas,
 recording how many it wrote in the same Redis transaction. A retried reader starts after
-that mark; whatever no reader wrote, the workflow writes once the turn is over.
+that mark; whatever no reader wrote, the workflow writes once the turn is over. The pump
+and its failure semantics: ``activities/outbox_pump.py``.
 
 ``report_backend_tool`` answers the upstream's wait (``POST /api/tools/mark-complete``) from
 its own activity, never from the reader, which may have to drain the stream first.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +30,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
+from activities.outbox_pump import read_and_pump
 from activities.writer import TurnWriter, activity_error, heartbeating
 from copilot.activity_defs import UpstreamActivityDefs
 from copilot.events.log import EventLog, writer_epoch
@@ -51,8 +52,6 @@ from copilot.types import (
     BackendToolCall,
     ClaimBackendLogResult,
     ClaimLogInput,
-    OutboxBatch,
-    OutboxPoll,
     ReportToolInput,
     StreamTurnInput,
     StreamTurnResult,
@@ -113,7 +112,7 @@ class BackendActivities(UpstreamActivityDefs):
         ]
         try:
             async with heartbeating(writer):
-                await _read_and_pump(
+                await read_and_pump(
                     self._read(url, payload, writer, translator, handle, handed),
                     handle,
                     writer,
@@ -350,88 +349,6 @@ class BackendActivities(UpstreamActivityDefs):
             type="report_refused",
             non_retryable=True,
         )
-
-
-async def _read_and_pump(
-    read: Coroutine[Any, Any, None], handle: WorkflowHandle[Any, Any], writer: TurnWriter
-) -> None:
-    """Read the upstream while the outbox pump writes the workflow's events; the first
-    failure of either fails this attempt, and Temporal retries it (``LLM_RETRY`` in
-    ``workflows/calls.py``): nothing here retries by hand.
-
-    A failed pump cancels the read: an attempt that cannot deliver the workflow's events
-    (tool_call, statuses, results) must not go on streaming past them. The pump itself is
-    never cancelled, only told to stop once the read has ended, so it finishes the write it
-    is in (its seqs must land or be retried). If the activity is cancelled (an abort, a
-    heartbeat timeout), the read is cancelled and awaited, the pump stopped, and the
-    cancellation goes on up.
-    """
-    stop = asyncio.Event()
-    pumping = asyncio.create_task(_pump_outbox(handle, writer, writer.outbox_mark or 0, stop))
-    reading = asyncio.create_task(read)
-    try:
-        await asyncio.wait({reading, pumping}, return_when=asyncio.FIRST_COMPLETED)
-        if not reading.done() and _failure(pumping) is not None:
-            reading.cancel()
-        await asyncio.wait({reading})
-    except asyncio.CancelledError:
-        reading.cancel()
-        await asyncio.wait({reading})
-        raise
-    finally:
-        stop.set()
-        await asyncio.wait({pumping})
-    pump_failed = _failure(pumping)
-    if pump_failed is not None and (reading.cancelled() or reading.exception() is None):
-        raise ApplicationError(
-            f"the outbox pump failed: {type(pump_failed).__name__}: {pump_failed}",
-            type="outbox_pump_failed",
-        ) from pump_failed
-    reading.result()  # the read's own failure (a ProviderError) goes up as it is
-
-
-def _failure(task: asyncio.Task[None]) -> BaseException | None:
-    if not task.done():
-        return None
-    if task.cancelled():
-        return asyncio.CancelledError()
-    return task.exception()
-
-
-async def _pump_outbox(
-    handle: WorkflowHandle[Any, Any], writer: TurnWriter, start: int, stop: asyncio.Event
-) -> None:
-    """Write the workflow's outbox into the log as it grows, until ``stop``.
-
-    A failed poll or write ends the pump with that error (see ``_read_and_pump``): the
-    retried attempt starts after the outbox mark the log holds, so nothing is written twice.
-    """
-    after = start
-    stopping = asyncio.create_task(stop.wait())
-    try:
-        while not stop.is_set():
-            poll = asyncio.create_task(
-                handle.execute_update(
-                    "backend_outbox", OutboxPoll(after=after), result_type=OutboxBatch
-                )
-            )
-            await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not poll.done():
-                # Stopping: the poll's answer is not wanted any more (whatever no reader
-                # wrote, the workflow writes itself once the turn is over).
-                poll.cancel()
-                await asyncio.wait({poll})  # our own cancellation still propagates
-                if not poll.cancelled() and poll.exception() is not None:
-                    log.debug("abandoned outbox poll ended with %r", poll.exception())
-                return
-            batch = poll.result()  # a failed poll fails the pump
-            if batch.events:
-                await writer.write(batch.events, outbox_mark=batch.next)
-            after = batch.next
-            if batch.closed:
-                return
-    finally:
-        stopping.cancel()
 
 
 def _error_text(body: str) -> str:

@@ -1,6 +1,6 @@
 """The upstream reader's outbox pump: its failures surface, nothing retries by hand.
 
-Unit tests of ``activities/upstream.py``'s concurrency (the reader and the pump side by
+Unit tests of ``activities/outbox_pump.py`` (the reader and the pump side by
 side), with a fake workflow handle (the long-polling ``backend_outbox`` update) and a fake
 writer; the real thing runs in ``tests/test_upstream.py``. No sleeps: each step waits on
 an event the other side sets.
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.upstream import _read_and_pump
+from activities.outbox_pump import read_and_pump
 from copilot.providers.base import ProviderError
 from copilot.types import OutboxBatch, OutboxPoll
 
@@ -80,7 +80,7 @@ async def test_a_failed_poll_cancels_the_read_and_fails_the_attempt() -> None:
     handle.answers.put_nowait(_batch(0, 2))
     handle.answers.put_nowait(RuntimeError("update rejected"))
     with pytest.raises(ApplicationError) as caught:
-        await _read_and_pump(reader(), handle, writer)  # type: ignore[arg-type]
+        await read_and_pump(reader(), handle, writer)  # type: ignore[arg-type]
     assert caught.value.type == "outbox_pump_failed"
     assert not caught.value.non_retryable  # Temporal retries the attempt
     assert isinstance(caught.value.__cause__, RuntimeError)
@@ -93,7 +93,7 @@ async def test_the_read_ending_lets_an_in_flight_write_finish() -> None:
     handle, writer, reader = FakeHandle(), FakeWriter(), Reader()
     writer.release.clear()
     handle.answers.put_nowait(_batch(0, 3))
-    task = asyncio.create_task(_read_and_pump(reader(), handle, writer))  # type: ignore[arg-type]
+    task = asyncio.create_task(read_and_pump(reader(), handle, writer))  # type: ignore[arg-type]
     await writer.writing.wait()
     reader.end.set()  # the upstream's answer is complete while the pump writes
     await asyncio.wait({task}, timeout=0)
@@ -109,12 +109,12 @@ async def test_a_read_failure_goes_up_as_it_is() -> None:
     reader.error = ProviderError("cut mid-answer", retryable=True)
     reader.end.set()
     with pytest.raises(ProviderError):
-        await _read_and_pump(reader(), handle, writer)  # type: ignore[arg-type]
+        await read_and_pump(reader(), handle, writer)  # type: ignore[arg-type]
 
 
 async def test_cancelling_the_activity_cancels_the_read_and_propagates() -> None:
     handle, writer, reader = FakeHandle(), FakeWriter(), Reader()
-    task = asyncio.create_task(_read_and_pump(reader(), handle, writer))  # type: ignore[arg-type]
+    task = asyncio.create_task(read_and_pump(reader(), handle, writer))  # type: ignore[arg-type]
     await handle.polled.wait()  # the pump's first poll is in flight
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
