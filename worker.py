@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from redis.asyncio import Redis
@@ -34,22 +35,61 @@ from workflows.chat import ChatWorkflow
 log = logging.getLogger("copilot.worker")
 
 
+# The workflow's step modules (everything under workflows/ but chat.py, and the activity
+# declarations it calls by reference). tests/test_activity_defs.py keeps this list complete.
+STEP_MODULES = (
+    "copilot.activity_defs",
+    "workflows.calls",
+    "workflows.events",
+    "workflows.finish",
+    "workflows.host_context",
+    "workflows.llm_turn",
+    "workflows.run_context",
+    "workflows.tools",
+    "workflows.upstream",
+)
+
+
 def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
     """The sandbox, with the workflow's own step modules passed through (``strict``: the
     full default sandbox, as the tests run it, so every workflow line is checked).
 
     The sandbox re-imports a workflow's module, and whatever it imports that is not passed
-    through, for every new run: for our step mixins that was the worker's largest CPU cost
+    through, for every new run: for our step modules that was the worker's largest CPU cost
     per run (about a sixth of its CPU at 10 concurrent streams, compiling the same source
-    again). They hold no state and call only ``temporalio.workflow``, so sharing them across
+    again). They hold no module state (each run builds its own ``RunContext`` and steps in
+    ``ChatWorkflow.__init__``) and call only ``temporalio.workflow``, so sharing them across
     runs is safe; ``workflows/chat.py`` itself is still loaded per run, as the SDK requires.
     """
     if strict:
         return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default)
-    restrictions = SandboxRestrictions.default.with_passthrough_modules(
-        "workflows.steps", "workflows.upstream"
-    )
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*STEP_MODULES)
     return SandboxedWorkflowRunner(restrictions=restrictions)
+
+
+def registered_activities(
+    llm: LlmActivities,
+    chats: ChatActivities,
+    events: EventActivities,
+    tools: ToolActivities,
+    backend: BackendActivities,
+) -> list[Callable[..., Any]]:
+    """What the worker runs: one implementation per declaration in ``copilot.activity_defs``
+    (``tests/test_activity_defs.py`` checks that they match, name for name)."""
+    return [
+        llm.stream_llm_turn,
+        chats.save_assistant_message,
+        events.publish_events,
+        events.claim_event_log,
+        tools.execute_server_tool,
+        tools.delegate_client_tool,
+        tools.record_tool_calls,
+        tools.search_tool_catalog,
+        tools.load_host_context,
+        backend.stream_backend_turn,
+        backend.claim_backend_log,
+        backend.report_backend_tool,
+    ]
 
 
 @contextlib.asynccontextmanager
@@ -122,20 +162,7 @@ async def serving(
         task_queue=settings.temporal_task_queue,
         workflows=[ChatWorkflow],
         workflow_runner=workflow_runner(strict=settings.strict_sandbox),
-        activities=[
-            llm.stream_llm_turn,
-            chats.save_assistant_message,
-            events.publish_events,
-            events.claim_event_log,
-            tools.execute_server_tool,
-            tools.delegate_client_tool,
-            tools.record_tool_calls,
-            tools.search_tool_catalog,
-            tools.load_host_context,
-            backend.stream_backend_turn,
-            backend.claim_backend_log,
-            backend.report_backend_tool,
-        ],
+        activities=registered_activities(llm, chats, events, tools, backend),
         max_concurrent_activities=500,
         sticky_queue_schedule_to_start_timeout=sticky_timeout,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from copilot.activity_defs import ChatActivityDefs
 from copilot.conversation import turns_to_blocks
 from copilot.events.fold import Folded, fold_events
 from copilot.events.log import EventLog
@@ -12,7 +13,7 @@ from copilot.store import repo, run_credentials
 from copilot.types import SaveAssistantMessageInput, SaveAssistantMessageResult
 
 
-class ChatActivities:
+class ChatActivities(ChatActivityDefs):
     def __init__(self, sessions: async_sessionmaker[AsyncSession], event_log: EventLog) -> None:
         self._sessions = sessions
         self._log = event_log

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from copilot.activity_defs import EventActivityDefs
 from copilot.events.log import EventLog, writer_epoch
 from copilot.types import ClaimLogInput, PublishEventsInput, PublishEventsResult
 
 
-class EventActivities:
+class EventActivities(EventActivityDefs):
     def __init__(self, event_log: EventLog) -> None:
         self._log = event_log
 

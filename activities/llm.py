@@ -19,6 +19,7 @@ from temporalio import activity
 from activities.metrics import WorkerMetrics
 from activities.turn_events import Shown, TurnEvents, shown_so_far
 from activities.writer import TurnWriter, activity_error, heartbeating
+from copilot.activity_defs import LlmActivityDefs
 from copilot.conversation import blocks_to_conversation, turns_to_blocks
 from copilot.crypto import DecryptError, Keyring
 from copilot.events.log import EventLog
@@ -49,7 +50,7 @@ SYSTEM_PROMPT = (
 )
 
 
-class LlmActivities:
+class LlmActivities(LlmActivityDefs):
     def __init__(
         self,
         *,

@@ -2,7 +2,7 @@
 
 Both tool activities heartbeat while the tool runs: a worker that dies mid-tool is noticed at
 the heartbeat timeout (seconds), not at the start-to-close (``CLIENT_TOOL_TIMEOUT``). What runs
-again then is the workflow's choice (``workflows/steps.py``): idempotent server tools and
+again then is the workflow's choice (``workflows/tools.py``): idempotent server tools and
 delegated calls (which carry their call id as ``Idempotency-Key``) are retried, other server
 tools are not.
 """
@@ -23,6 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.metrics import WorkerMetrics
+from copilot.activity_defs import ToolActivityDefs
 from copilot.attachments import context_blocks
 from copilot.store import catalogs, repo
 from copilot.store.catalogs import CatalogCache
@@ -65,7 +66,7 @@ async def _heartbeating(work: Awaitable[T]) -> T:
                 await task
 
 
-class ToolActivities:
+class ToolActivities(ToolActivityDefs):
     def __init__(
         self,
         *,

@@ -8,7 +8,8 @@ reader owns the log, the workflow cannot write it (one writer per log keeps seqs
 the workflow's own events (tool_call, confirmations, results) queue in its *outbox*; the
 reader pulls them with a long-polling update and writes them in order with its deltas,
 recording how many it wrote in the same Redis transaction. A retried reader starts after
-that mark; whatever no reader wrote, the workflow writes once the turn is over.
+that mark; whatever no reader wrote, the workflow writes once the turn is over. The pump
+and its failure semantics: ``activities/outbox_pump.py``.
 
 ``report_backend_tool`` answers the upstream's wait (``POST /api/tools/mark-complete``) from
 its own activity, never from the reader, which may have to drain the stream first.
@@ -17,7 +18,6 @@ its own activity, never from the reader, which may have to drain the stream firs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from datetime import timedelta
@@ -29,7 +29,9 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
+from activities.outbox_pump import read_and_pump
 from activities.writer import TurnWriter, activity_error, heartbeating
+from copilot.activity_defs import UpstreamActivityDefs
 from copilot.events.log import EventLog, writer_epoch
 from copilot.providers.base import ProviderError, parse_retry_after, status_error
 from copilot.providers.sse import SseDecoder
@@ -48,8 +50,6 @@ from copilot.types import (
     BackendToolCall,
     ClaimBackendLogResult,
     ClaimLogInput,
-    OutboxBatch,
-    OutboxPoll,
     ReportToolInput,
     StreamTurnInput,
     StreamTurnResult,
@@ -63,7 +63,7 @@ CLIENT_VERSION = "durable-copilot/1"
 REJOIN_HEADER = "x-copilot-rejoin"
 
 
-class BackendActivities:
+class BackendActivities(UpstreamActivityDefs):
     def __init__(
         self,
         *,
@@ -108,16 +108,15 @@ class BackendActivities:
             {"id": h.id, "name": h.name, "arguments": h.arguments, "status": "pending"}
             for h in handed
         ]
-        stop = asyncio.Event()
-        pump = asyncio.create_task(_pump_outbox(handle, writer, writer.outbox_mark or 0, stop))
         try:
             async with heartbeating(writer):
-                await self._read(url, payload, writer, translator, handle, handed)
+                await read_and_pump(
+                    self._read(url, payload, writer, translator, handle, handed),
+                    handle,
+                    writer,
+                )
         except ProviderError as exc:
             raise activity_error(exc) from None
-        finally:
-            stop.set()
-            await pump  # never cut a write in half: its seqs must land or be retried
         finished = translator.finished
         assert finished is not None
         if translator.ignored_after_done:
@@ -344,40 +343,6 @@ class BackendActivities:
             type="report_refused",
             non_retryable=True,
         )
-
-
-async def _pump_outbox(
-    handle: WorkflowHandle[Any, Any], writer: TurnWriter, start: int, stop: asyncio.Event
-) -> None:
-    """Write the workflow's outbox into the log as it grows, until ``stop``."""
-    after = start
-    stopping = asyncio.create_task(stop.wait())
-    try:
-        while not stop.is_set():
-            poll = asyncio.create_task(
-                handle.execute_update(
-                    "backend_outbox", OutboxPoll(after=after), result_type=OutboxBatch
-                )
-            )
-            done, _ = await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if poll not in done:
-                poll.cancel()
-                with contextlib.suppress(BaseException):
-                    await poll
-                return
-            try:
-                batch = poll.result()
-            except Exception as exc:  # the workflow is busy or restarting: try again
-                log.warning("outbox poll failed (%r); retrying", exc)
-                await asyncio.wait({stopping}, timeout=0.5)
-                continue
-            if batch.events:
-                await writer.write(batch.events, outbox_mark=batch.next)
-            after = batch.next
-            if batch.closed:
-                return
-    finally:
-        stopping.cancel()
 
 
 def _error_text(body: str) -> str:

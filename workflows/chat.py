@@ -4,234 +4,138 @@ LLM turn -> tool calls -> (confirmation | host's mark-complete) -> execution -> 
 back -> next turn, until the model answers without tools, ``max_turns`` is reached, the run
 is aborted, or its hard time limit passes.
 
-Deterministic: only ``temporalio``, stdlib and shared types. The workflow owns the run's
-sequence numbers between activities (each activity gets the first seq it may use and returns
-the last it used), so seq never restarts whatever the event log's fate. Tokens never pass
-through here: the streaming activity writes them to the log and returns the finished text.
-Decisions and host results arrive as *updates* with validators, so the API can answer the
-caller synchronously (404 / 409) and a waiting run costs no worker slot.
+Deterministic: only ``temporalio``, stdlib and shared types. The class composes the run's
+steps around one ``RunContext`` (the run's state) and holds what Temporal requires on the
+workflow class itself: ``run`` and the handlers for messages from outside. Decisions and
+host results arrive as *updates* with validators, so the API can answer the caller
+synchronously (404 / 409) and a waiting run costs no worker slot.
+
+    run_context.py  the run's state (RunContext, ToolState)
+    events.py       event builders; EventWriter (seq, writer generations, the outbox)
+    llm_turn.py     one streaming model turn        host_context.py  the host's workflow
+    tools.py        tool calls: confirm, host, execute, background
+    upstream.py     an upstream backend's whole answer, its tool calls and outbox
+    finish.py       persist the message, write the last events
+    calls.py        retry policies, the short local writes
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from copilot.types import (
-        EV_CHAT_ID,
-        EV_DONE,
-        EV_ERROR,
-        EV_START,
-        EV_TITLE_UPDATED,
         RUN_ABORTED,
         RUN_COMPLETED,
         RUN_RUNNING,
         AbortInput,
         AbortResult,
+        BackendToolCall,
         ChatRunInput,
         ChatRunResult,
         DecisionInput,
         DecisionResult,
         HostDetachedInput,
         MarkCompleteInput,
-        PublishEventsInput,
+        OutboxBatch,
+        OutboxPoll,
         RunState,
-        SaveAssistantMessageInput,
-        SaveAssistantMessageResult,
         ToolOutcome,
         TurnRecord,
     )
 
-from workflows.upstream import BackendSteps
-
-
-def _short(text: str, n: int = 60) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+from workflows.events import EventWriter, prelude, status_event
+from workflows.finish import finish
+from workflows.host_context import load_host_context
+from workflows.llm_turn import LlmTurn
+from workflows.run_context import RunContext
+from workflows.tools import ToolSteps
+from workflows.upstream import UpstreamTurn
 
 
 @workflow.defn
-class ChatWorkflow(BackendSteps):
+class ChatWorkflow:
+    def __init__(self) -> None:
+        self._ctx = RunContext()
+        self._events = EventWriter(self._ctx)
+        self._llm = LlmTurn(self._ctx, self._events)
+        self._tools = ToolSteps(self._ctx, self._events)
+        self._upstream = UpstreamTurn(self._ctx, self._events, self._llm, self._tools)
+
     # --- the loop -----------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: ChatRunInput) -> ChatRunResult:
-        self._input = input
-        self._run_id = input.run_id
-        timer = asyncio.create_task(self._deadline(input.run_timeout_s))
+        ctx = self._ctx
+        ctx.input = input
+        ctx.run_id = input.run_id
+        timer = asyncio.create_task(ctx.deadline(input.run_timeout_s))
         partial_turn: int | None = None
         try:
             partial_turn = await self._loop(input)
-            if self._background:
-                await asyncio.gather(*self._background)
+            if ctx.background:
+                await asyncio.gather(*ctx.background)
         finally:
             timer.cancel()
-            for wait in self._background_waits:
+            for wait in ctx.background_waits:
                 wait.cancel()
-        if self._stop is not None:
-            self._status = self._stop
-            for tool in self._tools.values():
+        if ctx.stop is not None:
+            ctx.status = ctx.stop
+            for tool in ctx.tools.values():
                 if tool.outcome is None:
                     tool.outcome = ToolOutcome(tool.call.id, tool.call.name, "cancelled")
-                    await self._emit([self._status_event(tool, "cancelled")])
-        return await self._finish(input, partial_turn)
+                    await self._events.emit([status_event(tool, "cancelled")])
+        return await finish(ctx, self._events, input, partial_turn)
 
     async def _loop(self, input: ChatRunInput) -> int | None:
         """Run turns; returns the turn number whose text only the log holds (aborted mid-turn)."""
-        prelude = self._prelude(input)
+        ctx = self._ctx
+        first = prelude(input)
         # Sim's ask mode reads (its read-only tools); natively ask and chat offer none.
         offer_tools = input.mode != "chat" and (input.mode != "ask" or input.sim_protocol)
         if input.load_host_context and input.host_workflow_id:
-            found = await self._load_host_context(input, input.host_workflow_id)
+            found = await load_host_context(input, input.host_workflow_id)
             if not found:
-                self._fail(
+                ctx.fail(
                     f"The host app does not know workflow {input.host_workflow_id!r}: check "
                     "the workflowId (it must exist in the app at SIM_APP_URL for this user).",
                     "workflow_not_found",
                 )
-                await self._emit(prelude)
+                await self._events.emit(first)
                 return None
-        while self._stop is None:
-            if self._turn >= input.max_turns:
-                self._fail(
+        while ctx.stop is None:
+            if ctx.turn >= input.max_turns:
+                ctx.fail(
                     f"The run stopped after {input.max_turns} model turns (MAX_TURNS) without "
                     "a final answer.",
                     "max_turns",
                 )
                 return None
             if input.runs_upstream_loop:
-                return await self._backend_turn(input, prelude, offer_tools)
-            self._turn += 1
-            result = await self._llm_turn(input, prelude, offer_tools)
-            prelude = []
+                return await self._upstream.run(input, first, offer_tools)
+            ctx.turn += 1
+            result = await self._llm.run(input, first, offer_tools)
+            first = []
             if result is None:
-                return self._turn if self._stop is not None else None
+                return ctx.turn if ctx.stop is not None else None
             record = TurnRecord(
                 content=result.content, tool_calls=result.tool_calls, blocks=result.blocks
             )
-            self._turns.append(record)
+            ctx.turns.append(record)
             if not result.tool_calls:
-                self._status = RUN_COMPLETED
+                ctx.status = RUN_COMPLETED
                 return None
-            await self._run_tools(input, record)
+            await self._tools.run_all(input, record)
         return None
-
-    def _prelude(self, input: ChatRunInput) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = [
-            {
-                "type": EV_START,
-                "data": {
-                    "responseId": input.response_id,
-                    "chatId": input.chat_id,
-                    "messageId": input.user_message_id,
-                    "model": input.model,
-                    "provider": input.provider,
-                    **({"notice": input.notice} if input.notice else {}),
-                },
-            }
-        ]
-        if input.new_chat:
-            # Browsers read chatId; Sim's server side reads data.chatId.
-            events.append(
-                {"type": EV_CHAT_ID, "chatId": input.chat_id, "data": {"chatId": input.chat_id}}
-            )
-        return events
-
-    # --- the end ------------------------------------------------------------------------------
-
-    def _tool_calls_summary(self) -> list[dict[str, Any]]:
-        out = []
-        for tool in self._tools.values():
-            outcome = tool.outcome
-            out.append(
-                {
-                    "id": tool.call.id,
-                    "name": tool.call.name,
-                    "arguments": tool.call.arguments,
-                    "executor": tool.executor,
-                    "status": outcome.status if outcome else tool.status,
-                    "result": outcome.result if outcome else None,
-                    "error": outcome.error if outcome else None,
-                    "durationMs": outcome.duration_ms if outcome else 0,
-                }
-            )
-        return out
-
-    async def _finish(self, input: ChatRunInput, partial_turn: int | None) -> ChatRunResult:
-        self._show_status(self._status)
-        title = None
-        if input.new_chat and self._status == RUN_COMPLETED:
-            title = _short(" ".join(input.title_hint.split()), 60) if input.title_hint else None
-        # title_updated?, error?, done: the seq ``done`` will get, known before persisting.
-        final_seq = self._seq + 1 + int(title is not None) + int(self._error is not None)
-        saved = await self._short_io(
-            "save_assistant_message",
-            SaveAssistantMessageInput(
-                run_id=input.run_id,
-                chat_id=input.chat_id,
-                content="".join(t.content for t in self._turns),
-                status=self._status,
-                usage=self._usage,
-                error=self._error,
-                error_code=self._error_code,
-                turns=self._turns,
-                partial_turn=partial_turn,
-                title=title,
-                tool_calls=self._tool_calls_summary(),
-                last_seq=final_seq,
-            ),
-            patch="copilot-save-local",
-            result_type=SaveAssistantMessageResult,
-        )
-        del saved
-        events: list[dict[str, Any]] = []
-        if title:
-            events.append({"type": EV_TITLE_UPDATED, "title": title})
-        if self._error is not None:
-            events.append(
-                {
-                    "type": EV_ERROR,
-                    "error": self._error,  # where Sim's browser reads the text it shows
-                    "data": {"message": self._error, "code": self._error_code, "retryable": False},
-                }
-            )
-        events.append(
-            {
-                "type": EV_DONE,
-                "data": {
-                    "responseId": input.response_id,
-                    "status": self._status,
-                    "usage": self._usage.to_wire(),
-                },
-            }
-        )
-        async with self._emit_lock:
-            published = await self._publish(
-                PublishEventsInput(
-                    run_id=input.run_id,
-                    seq_start=self._seq + 1,
-                    events=events,
-                    final=True,
-                    writer_gen=self._next_gen(),
-                )
-            )
-            self._seq = published.last_seq
-        return ChatRunResult(
-            status=self._status,
-            usage=self._usage,
-            turns=self._turn,
-            last_seq=self._seq,
-            error_code=self._error_code,
-        )
 
     # --- messages from outside ------------------------------------------------------------------
 
     @workflow.update
     async def decide(self, decision: DecisionInput) -> DecisionResult:
-        tool = self._tools[decision.tool_call_id]
+        tool = self._ctx.tools[decision.tool_call_id]
         if tool.decision == decision.status:
             return DecisionResult(duplicate=True)
         tool.decision = decision.status
@@ -240,7 +144,7 @@ class ChatWorkflow(BackendSteps):
 
     @decide.validator
     def _validate_decide(self, decision: DecisionInput) -> None:
-        tool = self._tools.get(decision.tool_call_id)
+        tool = self._ctx.tools.get(decision.tool_call_id)
         if tool is None or not tool.requires_confirmation:
             raise ApplicationError("no such tool call awaits a decision", type="not_found")
         if decision.status not in ("accepted", "rejected", "background"):
@@ -254,12 +158,12 @@ class ChatWorkflow(BackendSteps):
 
     @workflow.update
     async def complete_tool(self, done: MarkCompleteInput) -> bool:
-        self._tools[done.id].host_result = done
+        self._ctx.tools[done.id].host_result = done
         return True
 
     @complete_tool.validator
     def _validate_complete(self, done: MarkCompleteInput) -> None:
-        tool = self._tools.get(done.id)
+        tool = self._ctx.tools.get(done.id)
         if tool is None or not tool.host_executed:
             raise ApplicationError("no such host-executed tool call", type="not_found")
         if not tool.waiting_host or tool.host_result is not None:
@@ -271,32 +175,42 @@ class ChatWorkflow(BackendSteps):
         no stream is open for the grace period nobody is left to report the host's tool
         results: their waits end then, not at CLIENT_TOOL_TIMEOUT. (An upstream caller that
         resubmits the same message within the grace reattaches; see ``host_attached``.)"""
-        self._host_streams -= 1
-        if self._host_streams <= 0 and self._input is not None:
-            grace = self._input.host_rejoin_grace_s
-            self._background_waits.append(asyncio.create_task(self._detach_after(grace)))
+        ctx = self._ctx
+        ctx.host_streams -= 1
+        if ctx.host_streams <= 0 and ctx.input is not None:
+            grace = ctx.input.host_rejoin_grace_s
+            ctx.background_waits.append(asyncio.create_task(self._detach_after(grace)))
 
     @workflow.signal
     async def host_attached(self, info: HostDetachedInput) -> None:
-        self._host_streams += 1
+        self._ctx.host_streams += 1
 
     async def _detach_after(self, grace_s: int) -> None:
         await asyncio.sleep(grace_s)
-        if self._host_streams <= 0:
-            self._host_detached = True
+        if self._ctx.host_streams <= 0:
+            self._ctx.host_detached = True
+
+    @workflow.signal
+    def backend_tool_call(self, call: BackendToolCall) -> None:
+        self._upstream.on_tool_call(call)
+
+    @workflow.update
+    async def backend_outbox(self, poll: OutboxPoll) -> OutboxBatch:
+        return await self._upstream.outbox(poll)
 
     @workflow.update
     async def abort(self, request: AbortInput) -> AbortResult:
-        self._request_stop(RUN_ABORTED)
+        self._ctx.request_stop(RUN_ABORTED)
         return AbortResult(status=RUN_ABORTED)
 
     @abort.validator
     def _validate_abort(self, request: AbortInput) -> None:
-        if self._status != RUN_RUNNING or self._stop is not None:
+        if self._ctx.status != RUN_RUNNING or self._ctx.stop is not None:
             raise ApplicationError("the run has already finished", type="finished")
 
     @workflow.query
     def state(self) -> RunState:
+        ctx = self._ctx
         pending = [
             {
                 "id": t.call.id,
@@ -304,17 +218,17 @@ class ChatWorkflow(BackendSteps):
                 "arguments": t.call.arguments,
                 "waiting": "decision" if t.waiting_decision else "host",
             }
-            for t in self._tools.values()
+            for t in ctx.tools.values()
             if t.waiting_decision or t.waiting_host
         ]
         return RunState(
-            run_id=self._run_id,
-            status=self._status,
-            turn=self._turn,
-            last_seq=self._seq,
-            content="".join(t.content for t in self._turns),
-            usage=self._usage,
-            error=self._error,
-            tool_calls=self._tool_calls_summary(),
+            run_id=ctx.run_id,
+            status=ctx.status,
+            turn=ctx.turn,
+            last_seq=ctx.seq,
+            content=ctx.content(),
+            usage=ctx.usage,
+            error=ctx.error,
+            tool_calls=ctx.tool_calls_summary(),
             pending=pending,
         )

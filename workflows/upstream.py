@@ -8,7 +8,8 @@ the upstream's wait. A call is known by the upstream's id, so a repeat (a replay
 stream after a retry) never runs or reports twice.
 
 While the reader owns the run's log, our events queue in the outbox and the reader writes
-them (``backend_outbox`` update, a long poll); see ``activities/upstream.py``.
+them (``backend_outbox`` update, a long poll); see ``activities/upstream.py``. All of that
+state is this step's own; ``ChatWorkflow`` only routes the signal and the update here.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from copilot.activity_defs import ToolActivityDefs, UpstreamActivityDefs
     from copilot.types import (
         RUN_COMPLETED,
         BackendToolCall,
         ChatRunInput,
-        ClaimBackendLogResult,
         ClaimLogInput,
         OutboxBatch,
         OutboxPoll,
@@ -37,14 +37,12 @@ with workflow.unsafe.imports_passed_through():
         TurnRecord,
     )
 
-from workflows.steps import IO_RETRY, RunSteps, ToolState
+from workflows.calls import IO_RETRY, REPORT_RETRY, short_io
+from workflows.events import EventWriter, call_event, outcome_event
+from workflows.llm_turn import LlmTurn
+from workflows.run_context import RunContext, ToolState
+from workflows.tools import ToolSteps
 
-REPORT_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=8,
-    non_retryable_error_types=["report_refused"],
-)
 OUTBOX_POLL_S = 30
 
 
@@ -65,63 +63,76 @@ def mark_complete_body(outcome: ToolOutcome) -> tuple[int, str | None, Any]:
     return 500, outcome.error or "Tool failed", None
 
 
-class BackendSteps(RunSteps):
-    def __init__(self) -> None:
-        super().__init__()
+class UpstreamTurn:
+    def __init__(
+        self, ctx: RunContext, events: EventWriter, llm: LlmTurn, tools: ToolSteps
+    ) -> None:
+        self._ctx = ctx
+        self._events = events
+        self._llm = llm
+        self._tools = tools
+        self._live = False  # a reader owns the log; our events go to the outbox
+        self._outbox: list[dict[str, Any]] = []
+        self._outbox_written = 0  # how many of them a reader wrote
         self._upstream_calls: dict[str, str] = {}  # upstream id -> ours
-        self._backend_tasks: list[asyncio.Task[None]] = []
-        self._backend_record = TurnRecord(content="")
-        self._outbox_written = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._record = TurnRecord(content="")
 
-    async def _backend_turn(
+    async def run(
         self, input: ChatRunInput, prelude: list[dict[str, Any]], offer_tools: bool
     ) -> int | None:
         """The whole upstream answer; returns the turn only the log holds (aborted), if any."""
-        self._turn += 1
-        self._backend_live = True
+        ctx = self._ctx
+        ctx.turn += 1
+        self._set_live(True)
         self._outbox_written = 0
         try:
-            result = await self._llm_turn(
+            result = await self._llm.run(
                 input,
                 prelude,
                 offer_tools,
-                activity="stream_backend_turn",
+                activity=UpstreamActivityDefs.stream_backend_turn,
+                claim=self._claim,
                 limit=timedelta(seconds=input.run_timeout_s),
                 summary="upstream turn",
             )
         finally:
-            self._backend_live = False
+            self._set_live(False)
         if result is not None:
             self._outbox_written = result.outbox_written
         # Whatever no reader wrote goes out now, before anything a tool emits next (the lock
         # is free and taken without a pause, so nothing can slip in between).
-        await self._emit(self._outbox[self._outbox_written :])
+        await self._events.emit(self._outbox[self._outbox_written :])
         # The upstream has stopped listening: nobody answers a tool still waiting.
-        self._abandon_waits = True
-        if self._backend_tasks:
-            await asyncio.gather(*self._backend_tasks)
-        record = self._backend_record
+        self._tools.waits_abandoned = True
+        if self._tasks:
+            await asyncio.gather(*self._tasks)
+        record = self._record
         record.content = result.content if result is not None else ""
         record.outcomes = [
-            self._tools[c.id].outcome or ToolOutcome(c.id, c.name, "cancelled")
+            ctx.tools[c.id].outcome or ToolOutcome(c.id, c.name, "cancelled")
             for c in record.tool_calls
         ]
         if result is None:
-            return self._turn if self._stop is not None else None
-        self._turns.append(record)
+            return ctx.turn if ctx.stop is not None else None
+        ctx.turns.append(record)
         if result.stop_reason in ("completed", "stop"):
-            self._status = RUN_COMPLETED
+            ctx.status = RUN_COMPLETED
         else:
-            self._fail(
+            ctx.fail(
                 f"the copilot backend ended its answer as {result.stop_reason}",
                 "upstream_" + result.stop_reason,
             )
         return None
 
-    async def _backend_tool(self, input: ChatRunInput, call: BackendToolCall) -> None:
+    def _set_live(self, live: bool) -> None:
+        self._live = live
+        self._events.outbox = self._outbox if live else None
+
+    async def _tool(self, input: ChatRunInput, call: BackendToolCall) -> None:
         data = ToolCallData(call.id, call.name, call.arguments)
-        self._backend_record.tool_calls.append(data)
-        tool: ToolState = self._new_tool(input, data)
+        self._record.tool_calls.append(data)
+        tool: ToolState = self._tools.new(input, data)
         known = call.name in input.server_tools or any(
             t.name == call.name for t in input.client_tools
         )
@@ -133,9 +144,8 @@ class BackendSteps(RunSteps):
             )
         tool.host_executed = tool.host_executed and tool.outcome is None
         tool.waiting_host = tool.waiting_host and tool.outcome is None
-        # One call site for the run's short writes (a local activity; see RunSteps._short_io).
-        await self._short_io(
-            "record_tool_calls",
+        await short_io(
+            ToolActivityDefs.record_tool_calls,
             RecordToolCallsInput(
                 run_id=input.run_id,
                 chat_id=input.chat_id,
@@ -147,17 +157,17 @@ class BackendSteps(RunSteps):
             ),
             patch="copilot-backend-record-local",
         )
-        await self._emit([self._call_event(tool)])
+        await self._events.emit([call_event(tool, self._tools.sim_protocol())])
         if tool.outcome is None:
-            await self._run_tool(input, tool)
+            await self._tools.run(input, tool)
         else:
-            await self._emit([self._outcome_event(tool, tool.outcome)])
+            await self._events.emit([outcome_event(tool, tool.outcome)])
         outcome = tool.outcome
-        if outcome is None or outcome.status == "cancelled" or self._stop is not None:
+        if outcome is None or outcome.status == "cancelled" or self._ctx.stop is not None:
             return  # aborted: the reader is gone and the upstream's stream with it
         status, message, data_out = mark_complete_body(outcome)
-        await workflow.execute_activity(
-            "report_backend_tool",
+        await workflow.execute_activity_method(
+            UpstreamActivityDefs.report_backend_tool,
             ReportToolInput(
                 run_id=input.run_id,
                 upstream_id=call.upstream_id,
@@ -166,46 +176,39 @@ class BackendSteps(RunSteps):
                 message=message,
                 data=data_out,
             ),
-            result_type=str,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=REPORT_RETRY,
             summary=f"report {call.name} · {outcome.status}",
         )
 
-    async def _last_seq(self) -> int:
-        if not self._backend_live:
-            return await super()._last_seq()
-        claimed: ClaimBackendLogResult = await workflow.execute_activity(
-            "claim_backend_log",
-            ClaimLogInput(run_id=self._run_id, writer_gen=self._next_gen()),
-            result_type=ClaimBackendLogResult,
+    async def _claim(self) -> int:
+        """After a failed or cancelled reader: fence it out; where to continue, and how much
+        of the outbox it wrote."""
+        claimed = await workflow.execute_activity_method(
+            UpstreamActivityDefs.claim_backend_log,
+            ClaimLogInput(run_id=self._ctx.run_id, writer_gen=self._events.next_gen()),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=IO_RETRY,
         )
         self._outbox_written = claimed.outbox_mark
         return claimed.last_seq
 
-    @workflow.signal
-    def backend_tool_call(self, call: BackendToolCall) -> None:
-        if (
-            self._input is None
-            or not self._backend_live
-            or call.upstream_id in self._upstream_calls
-        ):
+    # --- ChatWorkflow's backend_tool_call signal and backend_outbox update ----------------------
+
+    def on_tool_call(self, call: BackendToolCall) -> None:
+        input = self._ctx.input
+        if input is None or not self._live or call.upstream_id in self._upstream_calls:
             return  # a repeat, or a reader that outlived its turn
         self._upstream_calls[call.upstream_id] = call.id
-        self._backend_tasks.append(asyncio.create_task(self._backend_tool(self._input, call)))
+        self._tasks.append(asyncio.create_task(self._tool(input, call)))
 
-    @workflow.update
-    async def backend_outbox(self, poll: OutboxPoll) -> OutboxBatch:
-        if self._backend_live and len(self._outbox) <= poll.after:
+    async def outbox(self, poll: OutboxPoll) -> OutboxBatch:
+        if self._live and len(self._outbox) <= poll.after:
             # Timing out gives an empty batch: the reader polls again (bounded RPCs).
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: len(self._outbox) > poll.after or not self._backend_live,
+                    lambda: len(self._outbox) > poll.after or not self._live,
                     timeout=timedelta(seconds=OUTBOX_POLL_S),
                 )
         events = [dict(e) for e in self._outbox[poll.after :]]
-        return OutboxBatch(
-            events=events, next=poll.after + len(events), closed=not self._backend_live
-        )
+        return OutboxBatch(events=events, next=poll.after + len(events), closed=not self._live)
