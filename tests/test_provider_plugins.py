@@ -7,8 +7,10 @@ The package is written at test time: a module and a ``*.dist-info`` folder (``ME
 needs to discover it, exactly as for a pip-installed package. It registers:
 - ``acme``: an OpenAI-compatible vendor with its own prefix, context window and settings;
 - ``echo``: the smallest provider there is (no SDK), streaming its input back;
-- ``broken``: a module that does not exist (logged and skipped, never fatal);
-- ``openai``: an attempt to take a built-in's name (refused: it would get users' keys).
+- ``broken``: a module that does not exist (logged and skipped, never fatal), and
+  ``halfdone``, a class that never implemented streaming (the same);
+- ``openai``: an attempt to take a built-in's name (refused: it would get users' keys);
+- ``anthropic``: the built-in's own target, as our installed pyproject declares it (no error).
 """
 
 from __future__ import annotations
@@ -109,6 +111,11 @@ class EchoProvider(Provider):
         for word in text.split():
             await emit(Delta(kind="content", text=word))
         return TurnOutput(content=" ".join(text.split()))
+
+
+class HalfDone(Provider):
+    name = "halfdone"
+    label = "Half done"
 '''
 
 ENTRY_POINTS = """
@@ -116,7 +123,9 @@ ENTRY_POINTS = """
 acme = acme_copilot.provider:AcmeProvider
 echo = acme_copilot.provider:EchoProvider
 broken = acme_copilot.missing:Nothing
+halfdone = acme_copilot.provider:HalfDone
 openai = acme_copilot.provider:AcmeProvider
+anthropic = copilot.providers.anthropic_provider:AnthropicProvider
 """
 
 
@@ -159,6 +168,7 @@ def test_the_registry_finds_the_plugin_and_skips_what_is_broken(
     # The broken one: skipped, logged with its cause, and named as such when asked for.
     assert "broken" not in found.providers
     assert "ModuleNotFoundError" in found.failures["broken"].error
+    assert "abstract: implement _stream_turn" in found.failures["halfdone"].error
     messages = [r.getMessage() for r in caplog.records]
     assert any("'broken'" in m and "acme-copilot" in m and "skipped" in m for m in messages)
     with pytest.raises(InvalidRequest, match=r"'broken'.*failed to load"):
@@ -166,6 +176,7 @@ def test_the_registry_finds_the_plugin_and_skips_what_is_broken(
     # A built-in's name stays the built-in's.
     assert found.providers["openai"] is OpenAIProvider
     assert any("'openai'" in m and "ignored" in m for m in messages)
+    assert not any("'anthropic'" in m for m in messages)  # the same target twice: no conflict
 
 
 def test_a_plugins_prefix_routes_and_its_windows_count(installed: plugins.Catalog) -> None:

@@ -13,7 +13,8 @@ listed in ``BUILTINS`` below, for one reason: an install made before the entry p
 Both lists must agree (a test checks it); an entry point may not take a built-in's name for
 another class: it would be handed the users' keys for that provider.
 
-A plugin that fails to load (an import error, not a ``Provider``, a name that does not match)
+A plugin that fails to load (an import error, not a ``Provider``, a name that does not match,
+abstract methods left unimplemented)
 is logged as an error with its traceback and skipped: one broken package must not take a
 server down that does not use it. What uses it fails clearly instead: ``DEFAULT_PROVIDER``
 naming it stops start-up (``copilot.config``), a request naming it is refused with the load
@@ -23,6 +24,7 @@ error, never "unknown provider".
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import re
 from collections.abc import Mapping
@@ -149,4 +151,6 @@ def _load(name: str, target: str, source: str) -> type[Provider] | LoadFailure:
         return failed(f"the class declares name {getattr(obj, 'name', None)!r}")
     if not isinstance(getattr(obj, "label", None), str):
         return failed("the class declares no label")
+    if inspect.isabstract(obj):
+        return failed(f"the class is abstract: implement {', '.join(obj.__abstractmethods__)}")
     return obj
