@@ -8,7 +8,8 @@ needs to discover it, exactly as for a pip-installed package. It registers:
 - ``acme``: an OpenAI-compatible vendor with its own prefix, context window and settings;
 - ``echo``: the smallest provider there is (no SDK), streaming its input back;
 - ``broken``: a module that does not exist (logged and skipped, never fatal), and
-  ``halfdone``, a class that never implemented streaming (the same);
+  ``halfdone``, a class that never implemented streaming, and ``typo``, which reads a setting
+  that does not exist (the same);
 - ``openai``: an attempt to take a built-in's name (refused: it would get users' keys);
 - ``anthropic``: the built-in's own target, as our installed pyproject declares it (no error).
 """
@@ -51,7 +52,7 @@ from copilot.providers.registry import (
 from copilot.sim.models import parse_target
 from tests.conftest import Services, provider_requests, running_stack, scenario, sent_key
 from tests.fakes.provider import FakeProviderServer
-from tests.sse import collect
+from tests.sse import Frame, collect
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,14 +109,20 @@ class EchoProvider(Provider):
         text = request.messages[-1].content
         if text == "fail":
             raise ProviderError(f"bad key {request.credentials.api_key}", retryable=False)
-        for word in text.split():
+        words = text.split() + [f"({len(request.tools)} tools)"]
+        for word in words:
             await emit(Delta(kind="content", text=word))
-        return TurnOutput(content=" ".join(text.split()))
+        return TurnOutput(content=" ".join(words))
 
 
 class HalfDone(Provider):
     name = "halfdone"
     label = "Half done"
+
+
+class Typo(EchoProvider):
+    name = "typo"
+    api_key_setting = "typo_api_kee"
 '''
 
 ENTRY_POINTS = """
@@ -124,6 +131,7 @@ acme = acme_copilot.provider:AcmeProvider
 echo = acme_copilot.provider:EchoProvider
 broken = acme_copilot.missing:Nothing
 halfdone = acme_copilot.provider:HalfDone
+typo = acme_copilot.provider:Typo
 openai = acme_copilot.provider:AcmeProvider
 anthropic = copilot.providers.anthropic_provider:AnthropicProvider
 """
@@ -169,6 +177,7 @@ def test_the_registry_finds_the_plugin_and_skips_what_is_broken(
     assert "broken" not in found.providers
     assert "ModuleNotFoundError" in found.failures["broken"].error
     assert "abstract: implement _stream_turn" in found.failures["halfdone"].error
+    assert "'typo_api_kee', which Settings does not have" in found.failures["typo"].error
     messages = [r.getMessage() for r in caplog.records]
     assert any("'broken'" in m and "acme-copilot" in m and "skipped" in m for m in messages)
     with pytest.raises(InvalidRequest, match=r"'broken'.*failed to load"):
@@ -233,7 +242,8 @@ async def test_the_smallest_provider_streams_and_its_key_is_redacted(
         return TurnRequest("echo-1", [ConvMessage(role="user", content=text)], creds)
 
     output = await echo.stream_turn(request("one two  three"), emit)
-    assert (seen, output.content) == (["one", "two", "three"], "one two three")
+    assert seen == ["one", "two", "three", "(0 tools)"]
+    assert output.content == "one two three (0 tools)"
     with pytest.raises(ProviderError) as caught:
         await echo.stream_turn(request("fail"), emit)
     assert caught.value.message == "bad key [redacted]"  # the base class redacts for everyone
@@ -318,15 +328,14 @@ async def test_a_run_streams_through_the_plugin(
     ) as stack:
         chunks = ["Acme ", "streams ", "too."]
         key = scenario(fake_provider, [{"chunks": chunks}])
-        body = {"message": f"go {key}", "model": "acme:rocket-1"}
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as client:
-            async with client.stream("POST", "/api/copilot/chat", json=body) as resp:
-                assert resp.status_code == 200, await resp.aread()
-                frames = await collect(resp)
+            frames = await _chat(client, {"message": f"go {key}", "model": "acme:rocket-1"})
             usage = await client.post(
                 "/api/get-context-usage",
                 json={"chatId": frames[0].data["data"]["chatId"]},
             )
+            # A provider without tool support is offered none (the server has two built-ins).
+            echoed = await _chat(client, {"message": "say it back", "model": "echo-1"})
     assert frames[0].data["data"]["provider"] == "acme"
     assert [f.data["data"] for f in frames if f.data["type"] == "content"] == chunks
     assert frames[-1].data["data"]["status"] == "completed"
@@ -336,3 +345,18 @@ async def test_a_run_streams_through_the_plugin(
     assert sent_key(sent["headers"]) == "sk-acme-server"  # the plugin's own settings
     assert usage.status_code == 200, usage.text
     assert usage.json()["contextWindow"] == 321_000
+    assert {t["function"]["name"] for t in sent["body"]["tools"]} >= {"echo", "get_current_time"}
+    assert echoed[0].data["data"]["provider"] == "echo"
+    assert [f.data["data"] for f in echoed if f.data["type"] == "content"] == [
+        "say",
+        "it",
+        "back",
+        "(0 tools)",
+    ]
+    assert echoed[-1].data["data"]["status"] == "completed"
+
+
+async def _chat(client: httpx.AsyncClient, body: dict[str, object]) -> list[Frame]:
+    async with client.stream("POST", "/api/copilot/chat", json=body) as resp:
+        assert resp.status_code == 200, await resp.aread()
+        return await collect(resp)

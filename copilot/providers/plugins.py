@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
+from copilot.config import Settings
 from copilot.providers.base import Provider
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,9 @@ def _load(name: str, target: str, source: str) -> type[Provider] | LoadFailure:
         return failed(f"the class declares name {getattr(obj, 'name', None)!r}")
     if not isinstance(getattr(obj, "label", None), str):
         return failed("the class declares no label")
+    for setting in (obj.api_key_setting, obj.base_url_setting):
+        if setting is not None and setting not in Settings.model_fields:
+            return failed(f"the class reads setting {setting!r}, which Settings does not have")
     if inspect.isabstract(obj):
         return failed(f"the class is abstract: implement {', '.join(obj.__abstractmethods__)}")
     return obj
