@@ -63,7 +63,7 @@ import functools
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
-from copilot.providers.base import (
+from copilot.providers import (
     Credentials, Delta, ModelPrefix, Provider, ProviderError, TurnOutput,
 )
 from copilot.providers.openai_provider import OpenAIProvider
