@@ -57,7 +57,7 @@ def byok_providers() -> tuple[str, ...]:
     return tuple(name for name, cls in catalog().providers.items() if cls.byok)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4)  # per catalog: one, unless plugins were refreshed
 def _prefixes(found: Catalog) -> tuple[tuple[ModelPrefix, type[Provider]], ...]:
     """Every provider's prefixes, longest first: the most specific match wins, whichever
     provider declared it. A prefix two providers claim stays with the one listed first."""
