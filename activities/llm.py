@@ -114,7 +114,7 @@ class LlmActivities(LlmActivityDefs):
                     messages=messages,
                     credentials=await self._credentials(input),
                     system=_system_prompt(input),
-                    tools=await self._offered_tools(input),
+                    tools=await self._offered_tools(input) if provider.supports_tools else [],
                     timeout_s=self._timeout_s,
                 )
                 output = await provider.stream_turn(request, timed)

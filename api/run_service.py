@@ -192,7 +192,7 @@ async def _start(
             user_id=user_id,
             model=route.provider_model,
             provider=route.provider,
-            upstream_loop=route.provider == "copilot-backend",
+            upstream_loop=route.runs_agent_loop,
             mode=body.mode,
             new_chat=started.new_chat,
             response_id=run.response_id,

@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
+from copilot.providers.plugins import UnknownProvider, catalog, provider_class, provider_names
 from copilot.store.run_credentials import FLAVORS, ProviderConfig
 
 Mode = Literal["agent", "build", "plan", "ask", "chat"]
-ProviderField = Literal["anthropic", "openai", "ollama", "copilot-backend"]
 MAX_INTEGRATION_TOOLS = 5000
+
+
+def _known_provider(name: str) -> str:
+    try:
+        provider_class(name)
+    except UnknownProvider as exc:
+        raise ValueError(exc.message) from None
+    return name
+
+
+class _ProviderEnum:
+    """The OpenAPI schema lists the providers as an enum, as the literal it replaced did; the
+    names are read from the registry when the schema is generated (installed plugins too)."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "enum": list(provider_names())}
+
+
+# A provider name the registry knows (copilot.providers.plugins).
+ProviderField = Annotated[str, AfterValidator(_known_provider), _ProviderEnum()]
 
 
 class ClientTool(BaseModel):
@@ -86,7 +117,9 @@ class SimChatRequest(ChatRequest):
         if isinstance(provider, dict):
             config, notice = _provider_config(provider)
             named = provider.get("provider")
-            provider = named if named in ("anthropic", "openai", "ollama") else None
+            # A model provider named by Sim's config; never one that runs its own agent loop.
+            llm = catalog().providers.get(named) if isinstance(named, str) else None
+            provider = named if llm is not None and not llm.runs_agent_loop else None
         data = self.model_dump(by_alias=True, exclude={"provider"})
         return ChatRequest.model_validate({**data, "provider": provider}), config, notice
 

@@ -10,12 +10,9 @@ import hashlib
 import ipaddress
 import re
 from functools import cached_property
-from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-ProviderName = Literal["anthropic", "openai", "ollama", "copilot-backend"]
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
 # An admin key guards a server others can reach: long enough that guessing is hopeless.
@@ -69,7 +66,8 @@ class Settings(BaseSettings):
     temporal_search_attributes: bool = Field(True, validation_alias="TEMPORAL_SEARCH_ATTRIBUTES")
 
     # --- providers ----------------------------------------------------------------------------
-    default_provider: ProviderName = Field("openai", validation_alias="DEFAULT_PROVIDER")
+    # A provider name (copilot.providers.plugins: the built-ins and installed plugins).
+    default_provider: str = Field("openai", validation_alias="DEFAULT_PROVIDER")
     default_model: str = Field("gpt-4o-mini", validation_alias="DEFAULT_MODEL")
     openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
@@ -127,6 +125,20 @@ class Settings(BaseSettings):
     event_log_ttl_s: int = Field(24 * 3600, validation_alias="EVENT_LOG_TTL")
     sse_ping_s: float = Field(15.0, validation_alias="SSE_PING_INTERVAL")
     stream_token_ttl_s: int = Field(15 * 60, validation_alias="STREAM_TOKEN_TTL")
+
+    @field_validator("default_provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        # Imported here: providers sit a floor above settings (their registry imports this
+        # module). Loading the default provider's class when settings are read makes a broken
+        # or missing plugin stop start-up with the reason, instead of failing every run.
+        from copilot.providers.plugins import UnknownProvider, provider_class
+
+        try:
+            provider_class(value)
+        except UnknownProvider as exc:
+            raise ValueError(f"DEFAULT_PROVIDER: {exc.message}") from None
+        return value
 
     @field_validator("stream_token_ttl_s")
     @classmethod

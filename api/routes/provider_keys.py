@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from api.deps import PrincipalDep, ReadLimit, SessionDep, StateDep
 from copilot.errors import InvalidRequest, NotFound
 from copilot.netguard import check_base_url
-from copilot.providers.registry import BYOK_PROVIDERS
+from copilot.providers.registry import byok_providers
 from copilot.store import provider_keys as keys
 from copilot.store.models import ProviderKey
 
@@ -29,9 +29,10 @@ class PutKeyBody(BaseModel):
 
 
 def _provider(name: str) -> str:
-    if name not in BYOK_PROVIDERS:
+    byok = byok_providers()
+    if name not in byok:
         raise InvalidRequest(
-            f"unknown provider {name!r}; use one of {', '.join(BYOK_PROVIDERS)}",
+            f"unknown provider {name!r}; use one of {', '.join(byok)}",
             details=[{"field": "provider", "msg": "unknown provider"}],
         )
     return name

@@ -7,9 +7,8 @@ them, unchanged, in the assistant message of a tool-use loop, so the next turn r
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
-
-import anthropic
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from copilot.attachments import IMAGE_TYPES, PDF, Attachment
 from copilot.providers.base import (
@@ -18,16 +17,25 @@ from copilot.providers.base import (
     ConvMessage,
     Delta,
     Emit,
+    ModelPrefix,
+    Provider,
     ProviderError,
     ToolCall,
     TurnOutput,
     TurnRequest,
+    new_tool_call_id,
     pair_tool_results,
     parse_retry_after,
-    redact,
     status_error,
 )
 from copilot.types import Usage
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    import anthropic
+
+    from copilot.config import Settings
 
 MIN_THINKING_BUDGET = 1024
 
@@ -142,26 +150,38 @@ class _Block:
         self.call: ToolCall | None = None
 
 
-class AnthropicProvider:
+class AnthropicProvider(Provider):
     name: ClassVar[str] = "anthropic"
     label: ClassVar[str] = "Anthropic"
-    supports_tools: ClassVar[bool] = True
+    model_prefixes: ClassVar[tuple[ModelPrefix, ...]] = (ModelPrefix("claude"),)
+    context_windows: ClassVar[tuple[tuple[str, int], ...]] = (("claude", 200_000),)
     supports_reasoning: ClassVar[bool] = True
+    supports_attachments: ClassVar[bool] = True
+    api_key_setting: ClassVar[str | None] = "anthropic_api_key"
+    base_url_setting: ClassVar[str | None] = "anthropic_base_url"
+    byok: ClassVar[bool] = True
 
-    def __init__(self, *, new_tool_id: Any, thinking_budget: int = 0) -> None:
-        self._new_tool_id = new_tool_id
+    def __init__(
+        self, *, new_tool_id: Callable[[], str] = new_tool_call_id, thinking_budget: int = 0
+    ) -> None:
+        super().__init__(new_tool_id=new_tool_id)
         self._thinking_budget = max(thinking_budget, MIN_THINKING_BUDGET) if thinking_budget else 0
-        self._clients = ClientCache[anthropic.AsyncAnthropic]()
-
-    @property
-    def supports_prefill(self) -> bool:
         # A final assistant message is continued exactly, but not with extended thinking on.
-        return not self._thinking_budget
+        self.supports_prefill = not self._thinking_budget
+        self._clients: ClientCache[anthropic.AsyncAnthropic] = ClientCache()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, new_tool_id: Callable[[], str] = new_tool_call_id
+    ) -> Self:
+        return cls(new_tool_id=new_tool_id, thinking_budget=settings.anthropic_thinking_budget)
 
     def _client(self, request: TurnRequest) -> anthropic.AsyncAnthropic:
+        import anthropic  # lazily: see Provider
+
         creds = request.credentials
-        return self._clients.get(
-            (creds.api_key, creds.base_url, request.timeout_s),
+        return self._clients.for_request(
+            request,
             lambda: anthropic.AsyncAnthropic(
                 api_key=creds.api_key or "not-set",
                 base_url=creds.base_url,
@@ -192,14 +212,9 @@ class AnthropicProvider:
             params["thinking"] = {"type": "enabled", "budget_tokens": self._thinking_budget}
         return params
 
-    async def stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
-        try:
-            return await self._stream_turn(request, emit)
-        except ProviderError as exc:
-            redact(exc, request.credentials.api_key)
-            raise
-
     async def _stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
+        import anthropic
+
         client = self._client(request)
         blocks: dict[int, _Block] = {}
         calls: list[ToolCall] = []
@@ -244,18 +259,11 @@ class AnthropicProvider:
         except anthropic.APIStatusError as exc:
             raise self._status_error(exc) from None
         except (anthropic.APIConnectionError, anthropic.APITimeoutError) as exc:
-            raise ProviderError(
-                f"{self.label} could not be reached: {exc}", retryable=True
-            ) from None
+            raise self.unreachable(exc) from None
         except (anthropic.APIError, *TRANSPORT_ERRORS, ValueError) as exc:
-            raise ProviderError(
-                f"{self.label} sent a malformed or broken stream: {exc}", retryable=True
-            ) from None
+            raise self.malformed(exc) from None
         if not stopped:
-            raise ProviderError(
-                f"{self.label} ended the stream before message_stop (cut mid-answer).",
-                retryable=True,
-            )
+            raise self.cut_short("message_stop")
         ordered = [blocks[i] for i in sorted(blocks)]
         for done in ordered:
             if done.call is not None:

@@ -4,20 +4,34 @@ A provider turns ``TurnRequest`` (messages, tool specs, model, credentials) into
 ``Delta`` callbacks and a final ``TurnOutput``. It never retries: Temporal owns retries, so
 every SDK client is built with ``max_retries=0`` and every failure is raised as a
 ``ProviderError`` that says whether a retry can help and after how long.
+
+``Provider`` is the class every provider subclasses, built-in or shipped as its own package
+(registered under the ``durable_copilot.providers`` entry point group, see
+``copilot.providers.plugins``). Everything the rest of the server needs to know about a
+provider is declared on the class: its name, the model prefixes that route to it, context
+windows, capabilities, where its server-side credentials live in ``Settings``, whether users
+may store their own key. Callers ask these, never the provider's name.
 """
 
 from __future__ import annotations
 
+import uuid
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import httpx
 import httpx2
 
 from copilot.attachments import Attachment
 from copilot.types import Usage
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from copilot.config import Settings
 
 C = TypeVar("C")
 
@@ -112,6 +126,12 @@ class ClientCache(Generic[C]):
         self._size = size
         self._clients: OrderedDict[Hashable, C] = OrderedDict()
 
+    def for_request(self, request: TurnRequest, build: Callable[[], C]) -> C:
+        """The client for a request's credentials and timeout (every field that shapes one)."""
+        creds = request.credentials
+        key = (creds.api_key, creds.base_url, creds.api_version, creds.azure, request.timeout_s)
+        return self.get(key, build)
+
     def get(self, key: Hashable, build: Callable[[], C]) -> C:
         client = self._clients.get(key)
         if client is None:
@@ -143,19 +163,105 @@ class ProviderError(Exception):
         self.code = code
 
 
-class Provider(Protocol):
-    name: ClassVar[str]
-    label: ClassVar[str]
-    # Capabilities, so callers never switch on the provider's name.
-    supports_tools: ClassVar[bool]
-    supports_reasoning: ClassVar[bool]
+def new_tool_call_id() -> str:
+    return f"tc_{uuid.uuid4()}"
 
-    @property
-    def supports_prefill(self) -> bool:
-        """Does it continue a final assistant message exactly (a retried turn resumes)?"""
-        ...
 
-    async def stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput: ...
+@dataclass(frozen=True)
+class ModelPrefix:
+    """A model-name prefix that routes to a provider. ``strip``: the prefix is ours only and
+    is removed from the name sent to the provider (``ollama:llama3`` is ``llama3`` to Ollama)."""
+
+    prefix: str
+    strip: bool = False
+
+
+DEFAULT_CONTEXT_WINDOW = 128_000
+
+
+class Provider(ABC):
+    """One provider: declarations on the class, streaming on the instance.
+
+    Subclasses set the class attributes and implement ``_stream_turn``; ``stream_turn`` wraps
+    it so that no error text leaves with the key in it. The worker builds one instance per
+    provider (``from_settings``); the API reads only the class attributes (routing, windows),
+    which is why provider modules import their SDK lazily: the API never streams a turn and
+    should not pay a second of SDK imports for it.
+    """
+
+    name: ClassVar[str]  # as in requests (``provider``), settings and the entry point
+    label: ClassVar[str]  # in messages users read
+    # Model-name prefixes that pick this provider; the longest match over all providers wins.
+    model_prefixes: ClassVar[tuple[ModelPrefix, ...]] = ()
+    # Context windows (tokens) by model-name prefix; the longest match wins.
+    context_windows: ClassVar[tuple[tuple[str, int], ...]] = ()
+    default_context_window: ClassVar[int] = DEFAULT_CONTEXT_WINDOW
+    # --- capabilities, so callers never switch on the name ---
+    supports_tools: ClassVar[bool] = True
+    supports_reasoning: ClassVar[bool] = False
+    # Images and files in user messages (a provider without it gets a note in their place).
+    supports_attachments: ClassVar[bool] = False
+    # Does it continue a final assistant message exactly (a retried turn resumes)? An
+    # instance attribute: it may depend on configuration (Anthropic's extended thinking).
+    supports_prefill: bool = False
+    # It runs the whole agent loop itself (an upstream copilot backend): a run goes through
+    # the upstream path (``ChatRunInput.upstream_loop``), never through ``stream_turn``.
+    runs_agent_loop: ClassVar[bool] = False
+    # --- credentials ---
+    # The ``Settings`` fields holding the server's own key and base URL for this provider.
+    api_key_setting: ClassVar[str | None] = None
+    base_url_setting: ClassVar[str | None] = None
+    # May users store their own key and base URL (``PUT /api/copilot/keys/{provider}``)?
+    byok: ClassVar[bool] = False
+
+    def __init__(self, *, new_tool_id: Callable[[], str] = new_tool_call_id) -> None:
+        self._new_tool_id = new_tool_id
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, new_tool_id: Callable[[], str] = new_tool_call_id
+    ) -> Self:
+        """Built once per worker. Override to read provider-specific settings."""
+        return cls(new_tool_id=new_tool_id)
+
+    @classmethod
+    def server_credentials(cls, settings: Settings) -> Credentials:
+        """The server's own credentials (used when the user has none)."""
+        key = getattr(settings, cls.api_key_setting, None) if cls.api_key_setting else None
+        url = getattr(settings, cls.base_url_setting, None) if cls.base_url_setting else None
+        if key is not None and hasattr(key, "get_secret_value"):
+            key = key.get_secret_value()
+        return Credentials(api_key=key or None, base_url=url or None)
+
+    @classmethod
+    def unavailable(cls, settings: Settings) -> str | None:
+        """Why this server cannot route a model here (what to configure), or None."""
+        return None
+
+    async def stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
+        try:
+            return await self._stream_turn(request, emit)
+        except ProviderError as exc:
+            redact(exc, request.credentials.api_key)
+            raise
+
+    @abstractmethod
+    async def _stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
+        """Stream one turn; raise ``ProviderError`` (the key is redacted by the caller)."""
+
+    # The errors every provider raises alike, worded once.
+    def unreachable(self, exc: BaseException) -> ProviderError:
+        return ProviderError(f"{self.label} could not be reached: {exc}", retryable=True)
+
+    def malformed(self, exc: BaseException) -> ProviderError:
+        return ProviderError(
+            f"{self.label} sent a malformed or broken stream: {str(exc)[:300]}", retryable=True
+        )
+
+    def cut_short(self, missing: str) -> ProviderError:
+        return ProviderError(
+            f"{self.label} ended the stream before {missing} (cut mid-answer).", retryable=True
+        )
 
 
 def status_error(

@@ -6,11 +6,10 @@ are ours alone; they stay in our history, never in Ollama's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-import ollama
 
 from copilot.attachments import IMAGE_TYPES
 from copilot.providers.base import (
@@ -19,15 +18,20 @@ from copilot.providers.base import (
     ConvMessage,
     Delta,
     Emit,
+    ModelPrefix,
+    Provider,
     ProviderError,
     ToolCall,
     TurnOutput,
     TurnRequest,
+    new_tool_call_id,
     pair_tool_results,
-    redact,
     status_error,
 )
 from copilot.types import Usage
+
+if TYPE_CHECKING:
+    import ollama
 
 
 def to_ollama_messages(system: str | None, messages: list[ConvMessage]) -> list[dict[str, Any]]:
@@ -119,24 +123,29 @@ async def _escape_line_breaks(response: httpx.Response) -> None:
         response.stream = _EscapedLineBreaks(response.stream)
 
 
-class OllamaProvider:
+class OllamaProvider(Provider):
     name: ClassVar[str] = "ollama"
     label: ClassVar[str] = "Ollama"
-    supports_tools: ClassVar[bool] = True
+    model_prefixes: ClassVar[tuple[ModelPrefix, ...]] = (ModelPrefix("ollama:", strip=True),)
     supports_reasoning: ClassVar[bool] = True
-    supports_prefill: ClassVar[bool] = False
+    supports_attachments: ClassVar[bool] = True  # images, for vision models
+    # Ollama itself takes no key; a user's goes to whatever fronts it (see _client).
+    base_url_setting: ClassVar[str | None] = "ollama_url"
+    byok: ClassVar[bool] = True
 
-    def __init__(self, *, new_tool_id: Any) -> None:
-        self._new_tool_id = new_tool_id
-        self._clients = ClientCache[ollama.AsyncClient]()
+    def __init__(self, *, new_tool_id: Callable[[], str] = new_tool_call_id) -> None:
+        super().__init__(new_tool_id=new_tool_id)
+        self._clients: ClientCache[ollama.AsyncClient] = ClientCache()
 
     def _client(self, request: TurnRequest) -> ollama.AsyncClient:
+        import ollama  # lazily: see Provider
+
         creds = request.credentials
         # Ollama itself takes no key; one set by the user goes to whatever fronts it (a proxy,
         # ollama.com) as a bearer token.
         headers = {"authorization": f"Bearer {creds.api_key}"} if creds.api_key else None
-        return self._clients.get(
-            (creds.api_key, creds.base_url, request.timeout_s),
+        return self._clients.for_request(
+            request,
             lambda: ollama.AsyncClient(
                 host=creds.base_url,
                 timeout=request.timeout_s,
@@ -146,14 +155,9 @@ class OllamaProvider:
             ),
         )
 
-    async def stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
-        try:
-            return await self._stream_turn(request, emit)
-        except ProviderError as exc:
-            redact(exc, request.credentials.api_key)
-            raise
-
     async def _stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
+        import ollama
+
         client = self._client(request)
         tools = [
             {
@@ -216,18 +220,11 @@ class OllamaProvider:
                 ) from None
             raise status_error(self.label, exc.status_code, str(exc.error), None) from None
         except (ConnectionError, *TRANSPORT_ERRORS) as exc:
-            raise ProviderError(
-                f"{self.label} could not be reached: {exc}", retryable=True
-            ) from None
+            raise self.unreachable(exc) from None
         except ValueError as exc:  # a line that is not JSON, or not a chat chunk
-            raise ProviderError(
-                f"{self.label} sent a malformed stream: {str(exc)[:300]}", retryable=True
-            ) from None
+            raise self.malformed(exc) from None
         if not done:
-            raise ProviderError(
-                f"{self.label} ended the stream before its done chunk (cut mid-answer).",
-                retryable=True,
-            )
+            raise self.cut_short("its done chunk")
         return TurnOutput(
             content="".join(content),
             tool_calls=calls,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
-
-import openai
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from copilot.attachments import IMAGE_TYPES, PDF
 from copilot.providers.base import (
@@ -14,16 +13,21 @@ from copilot.providers.base import (
     ConvMessage,
     Delta,
     Emit,
+    ModelPrefix,
+    Provider,
     ProviderError,
     ToolCall,
     TurnOutput,
     TurnRequest,
+    new_tool_call_id,
     pair_tool_results,
     parse_retry_after,
-    redact,
     status_error,
 )
 from copilot.types import Usage
+
+if TYPE_CHECKING:
+    import openai
 
 
 def to_openai_messages(system: str | None, messages: list[ConvMessage]) -> list[dict[str, Any]]:
@@ -95,24 +99,43 @@ class _ToolAcc:
         self.args = ""
 
 
-class OpenAIProvider:
+class OpenAIProvider(Provider):
     name: ClassVar[str] = "openai"
     label: ClassVar[str] = "OpenAI"
-    supports_tools: ClassVar[bool] = True
+    model_prefixes: ClassVar[tuple[ModelPrefix, ...]] = (
+        ModelPrefix("gpt-"),
+        ModelPrefix("o1"),
+        ModelPrefix("o3"),
+        ModelPrefix("o4"),
+    )
+    context_windows: ClassVar[tuple[tuple[str, int], ...]] = (
+        ("gpt-4.1", 1_047_576),
+        ("gpt-5", 400_000),
+        ("gpt-4o", 128_000),
+        ("gpt-4", 128_000),
+        ("o1", 200_000),
+        ("o3", 200_000),
+        ("o4", 200_000),
+    )
     supports_reasoning: ClassVar[bool] = True
-    supports_prefill: ClassVar[bool] = False
+    supports_attachments: ClassVar[bool] = True
+    api_key_setting: ClassVar[str | None] = "openai_api_key"
+    base_url_setting: ClassVar[str | None] = "openai_base_url"
+    byok: ClassVar[bool] = True
 
-    def __init__(self, *, new_tool_id: Any) -> None:
-        self._new_tool_id = new_tool_id
-        self._clients = ClientCache[openai.AsyncOpenAI]()
+    def __init__(self, *, new_tool_id: Callable[[], str] = new_tool_call_id) -> None:
+        super().__init__(new_tool_id=new_tool_id)
+        self._clients: ClientCache[openai.AsyncOpenAI] = ClientCache()
 
     def _client(self, request: TurnRequest) -> openai.AsyncOpenAI:
+        import openai  # lazily: see Provider
+
         creds = request.credentials
         if creds.azure:
             # Azure OpenAI: the model is the deployment; the endpoint and version are the
             # request's own provider config (the SDK's Azure client builds Azure's URLs).
-            return self._clients.get(
-                ("azure", creds.api_key, creds.base_url, creds.api_version, request.timeout_s),
+            return self._clients.for_request(
+                request,
                 lambda: openai.AsyncAzureOpenAI(
                     api_key=creds.api_key or "not-set",
                     azure_endpoint=creds.base_url or "",
@@ -122,8 +145,8 @@ class OpenAIProvider:
                     http_client=openai.DefaultAsyncHttpxClient(follow_redirects=False),
                 ),
             )
-        return self._clients.get(
-            (creds.api_key, creds.base_url, request.timeout_s),
+        return self._clients.for_request(
+            request,
             lambda: openai.AsyncOpenAI(
                 api_key=creds.api_key or "not-set",
                 base_url=creds.base_url,
@@ -134,14 +157,9 @@ class OpenAIProvider:
             ),
         )
 
-    async def stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
-        try:
-            return await self._stream_turn(request, emit)
-        except ProviderError as exc:
-            redact(exc, request.credentials.api_key)
-            raise
-
     async def _stream_turn(self, request: TurnRequest, emit: Emit) -> TurnOutput:
+        import openai
+
         client = self._client(request)
         kwargs: dict[str, Any] = {
             "model": request.model,
@@ -212,18 +230,11 @@ class OpenAIProvider:
                 parse_retry_after(exc.response.headers.get("retry-after")),
             ) from None
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            raise ProviderError(
-                f"{self.label} could not be reached: {exc}", retryable=True
-            ) from None
+            raise self.unreachable(exc) from None
         except (openai.APIError, *TRANSPORT_ERRORS, ValueError) as exc:
-            raise ProviderError(
-                f"{self.label} sent a malformed or broken stream: {exc}", retryable=True
-            ) from None
+            raise self.malformed(exc) from None
         if finish is None:
-            raise ProviderError(
-                f"{self.label} ended the stream before its final frame (cut mid-answer).",
-                retryable=True,
-            )
+            raise self.cut_short("its final frame")
         calls = [_tool_call(acc, self.label) for _, acc in sorted(tools.items())]
         return TurnOutput(
             content="".join(content),

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-# The providers this server routes to (copilot.providers.registry.PROVIDER_NAMES); kept here
-# so that this module stays plain data, importable without the provider SDKs.
-PROVIDERS = ("anthropic", "openai", "ollama", "copilot-backend")
+# The provider names come from the registry (built-ins and installed plugins); it loads no
+# provider SDK, so this module stays cheap to import.
+from copilot.providers.plugins import provider_names
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,9 @@ def parse_target(value: str) -> tuple[str, str]:
     provider, model = provider.strip(), model.strip()
     if not sep or not provider or not model:
         raise AliasError(f"{value!r} is not '<provider>:<model>'")
-    if provider not in PROVIDERS:
-        raise AliasError(f"{value!r}: unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
+    known = provider_names()
+    if provider not in known:
+        raise AliasError(f"{value!r}: unknown provider {provider!r}; one of {', '.join(known)}")
     return provider, model
 
 
