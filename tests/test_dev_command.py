@@ -18,7 +18,7 @@ import psutil
 import pytest
 from temporalio.client import Client
 
-from copilot.cli import RestartPolicy
+from copilot.cli.supervise import RestartPolicy
 from copilot.embedded import free_port, port_free
 from copilot.events.fold import fold_events
 from tests.conftest import ARTIFACTS, scenario
