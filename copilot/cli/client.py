@@ -15,8 +15,9 @@ import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from copilot.cli.output import console, is_terminal, reports_errors
+from copilot.cli.output import console, reports_errors
 from copilot.client import DEFAULT_URL, Api, ChatSession, ClientError
 
 runs_app = typer.Typer(
@@ -42,11 +43,13 @@ UserOpt = Annotated[
         show_default=False,
     ),
 ]
+_STATUS_STYLE = {"completed": "green", "failed": "red", "aborted": "yellow", "running": "cyan"}
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
 
 
 def _emit_json(out: Console, data: Any) -> None:
-    if is_terminal(sys.stdout):
+    if out.is_terminal:
         out.print_json(data=data)
     else:  # byte-for-byte what scripts have parsed so far
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
@@ -130,10 +133,11 @@ def runs_list(
     out = console()
     if json_:
         _emit_json(out, runs)
-    elif is_terminal(sys.stdout):
+    elif out.is_terminal:
         table = Table("run", "status", "model", "created", box=None, header_style="bold")
         for run in runs:
-            table.add_row(run["runId"], run["status"], run["model"], run["createdAt"])
+            status = Text(run["status"], style=_STATUS_STYLE.get(run["status"], ""))
+            table.add_row(run["runId"], status, run["model"], run["createdAt"])
         out.print(table if runs else "no runs yet")
     else:
         for run in runs:
@@ -225,7 +229,7 @@ def keys_list(
     rows = keys.get("keys", [])
     if json_:
         _emit_json(out, keys)
-    elif is_terminal(sys.stdout):
+    elif out.is_terminal:
         table = Table("provider", "key", "updated", box=None, header_style="bold")
         for row in rows:
             table.add_row(row["provider"], f"…{row['last4']}", str(row.get("updatedAt")))

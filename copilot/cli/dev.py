@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from copilot.cli.output import console, reports_errors, setup_logging, working
 from copilot.cli.supervise import Restartable, start_app, supervise
@@ -65,16 +66,26 @@ def _wait_healthy(url: str, child: Child, timeout: float) -> None:
 
 
 def _print_ready(out: Console, started: float, url: str, emb: Embedded, dev_mode: bool) -> None:
-    out.print(f"\nReady in {time.monotonic() - started:.1f}s", style="bold green")
-    out.print(f"  API          {url}  (health: /api/health, docs: /docs)")
-    if emb.temporal_ui_url:
-        out.print(f"  Temporal UI  {emb.temporal_ui_url}")
-    if dev_mode:
-        out.print("  Auth         none (development mode: set COPILOT_API_KEY to secure it)")
-    else:
-        out.print("  Auth         x-api-key required")
-    out.print(f"  Logs         {emb.data_dir / 'logs'}")
-    out.print("Press Ctrl-C to stop everything.", style="bold")
+    # One write: the worker's and the API's log lines stream into the same terminal and must
+    # not land between the banner's lines.
+    auth = (
+        "none (development mode: set COPILOT_API_KEY to secure it)"
+        if dev_mode
+        else "x-api-key required"
+    )
+    rows = [
+        f"  API          {url}  (health: /api/health, docs: /docs)",
+        *([f"  Temporal UI  {emb.temporal_ui_url}"] if emb.temporal_ui_url else []),
+        f"  Auth         {auth}",
+        f"  Logs         {emb.data_dir / 'logs'}",
+    ]
+    out.print(
+        Text.assemble(
+            (f"\nReady in {time.monotonic() - started:.1f}s\n", "bold green"),
+            "\n".join(rows) + "\n",
+            ("Press Ctrl-C to stop everything.", "bold"),
+        )
+    )
 
 
 def _start_services(
@@ -136,9 +147,12 @@ def dev(
     restarts. Exit code 1 when a child cannot be kept up.
     """
     started = time.monotonic()
-    out = console()
+    # Everything copilot dev says goes to stderr, the stream its children log to: one stream
+    # keeps the order, and the log handler shares this console so records print above the
+    # spinner rather than into its line.
+    out = console(stderr=True)
     settings = Settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, out)
     folder = Path(data_dir or settings.data_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     host = settings.host

@@ -32,28 +32,36 @@ R = TypeVar("R")
 USER_ERRORS = (SettingsError, EmbeddedError, ClientError)
 
 
-def console(*, stderr: bool = False) -> Console:
-    # soft_wrap: a long line (a URL, an error and its fix) stays one line, to copy and grep.
-    # markup and highlighting off: our text holds brackets (`[run ...]`, log tails) that rich
-    # would otherwise read as style tags, and it is not Python reprs to colour.
-    return Console(stderr=stderr, soft_wrap=True, markup=False, highlight=False)
-
-
 def is_terminal(stream: TextIO) -> bool:
-    """Whether ``stream`` is a person's terminal, or a pipe or file that a program reads.
-
-    Asked of the stream itself, not of rich: FORCE_COLOR in a CI job asks for colour in its
-    log, not for tables where a script parses rows or for log records wrapped to 80 columns.
-    """
+    """Whether ``stream`` is a person's terminal, or a pipe or file that a program reads."""
     try:
         return stream.isatty()
     except ValueError:  # closed
         return False
 
 
+def console(*, stderr: bool = False) -> Console:
+    return Console(
+        stderr=stderr,
+        # Rich's own test would take FORCE_COLOR (set in many CI jobs) as a terminal: spinner
+        # frames in the CI log, tables where a script parses rows. Ask the stream itself.
+        force_terminal=is_terminal(sys.stderr if stderr else sys.stdout),
+        # A long line (a URL, an error and its fix) stays one line, to copy and to grep.
+        soft_wrap=True,
+        # Our text holds brackets (`[run ...]`, log tails) that rich would read as style tags,
+        # and it is not Python reprs to colour.
+        markup=False,
+        highlight=False,
+    )
+
+
 @contextmanager
 def working(out: Console, what: str) -> Iterator[Callable[[str], None]]:
-    """A spinner saying ``what`` is under way (on a terminal only); yields a way to re-word it."""
+    """A spinner saying ``what`` is under way (on a terminal only); yields a way to re-word it.
+
+    Log records and other output during it must go through ``out`` (see ``setup_logging``),
+    or they land in the middle of the spinner's line.
+    """
     with out.status(what, spinner="dots") as status:
         yield lambda text: status.update(text)
 
@@ -96,16 +104,17 @@ class _RedactTokens(logging.Filter):
         return True
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, ui: Console | None = None) -> None:
     """One handler on the root logger: rich on a terminal, one plain line a record elsewhere.
 
     Plain is what log collectors and the ``copilot dev`` supervisor (which reads its children's
     output through a pipe) want; the format is the same in both, only the colour differs.
+    ``ui``: the stderr console a command draws its spinner on, so records print above it.
     """
     handler: logging.Handler
     if is_terminal(sys.stderr):
         handler = RichHandler(
-            console=console(stderr=True),
+            console=ui or console(stderr=True),
             show_path=False,
             markup=False,
             rich_tracebacks=True,

@@ -75,8 +75,9 @@ def migrate() -> None:
     settings = Settings()
     if not settings.database_url:
         raise SettingsError("DATABASE_URL is not set (or run `copilot dev`, which migrates).")
-    setup_logging(settings.log_level)
-    with working(console(stderr=True), "applying database migrations…"):
+    ui = console(stderr=True)
+    setup_logging(settings.log_level, ui)
+    with working(ui, "applying database migrations…"):
         upgrade(settings.database_url)
     log.info("database schema is up to date")
 
@@ -100,8 +101,9 @@ def rotate_keys(
     if not settings.database_url:
         raise SettingsError("DATABASE_URL is not set: point it at the database to rotate.")
     keyring = Keyring.from_settings(settings)  # validates ENCRYPTION_KEY(S_OLD)
-    setup_logging(settings.log_level)
-    with working(console(stderr=True), "re-encrypting provider keys…"):
+    ui = console(stderr=True)
+    setup_logging(settings.log_level, ui)
+    with working(ui, "re-encrypting provider keys…"):
         report = asyncio.run(
             rotate_database(settings.database_url, keyring=keyring, dry_run=dry_run)
         )
@@ -110,8 +112,7 @@ def rotate_keys(
         f"{verb} {report.rotated} provider key(s) under key id {keyring.primary_id}; "
         f"{report.current} already under it"
     )
-    err = console(stderr=True)
     for failure in report.failed:
-        err.print(f"could not decrypt {failure}", style="red")
+        ui.print(f"could not decrypt {failure}", style="red")
     if report.failed:
         raise typer.Exit(1)
