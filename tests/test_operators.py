@@ -105,7 +105,7 @@ def test_terminal_client_streams_and_confirms_at_the_prompt(confirm_stack: Stack
          "--url", confirm_stack.api_url],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    runs = json.loads(as_json.stdout)
+    runs = json.loads(as_json.stdout)["runs"]
     assert "completed" in [run["status"] for run in runs]
     drawn = _in_a_terminal([sys.executable, "-m", "copilot.cli", "runs", "list",
                             "--url", confirm_stack.api_url])  # fmt: skip

@@ -43,9 +43,9 @@ UserOpt = Annotated[
         show_default=False,
     ),
 ]
-_STATUS_STYLE = {"completed": "green", "failed": "red", "aborted": "yellow", "running": "cyan"}
-
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer.")]
+
+_STATUS_STYLE = {"completed": "green", "failed": "red", "aborted": "yellow", "running": "cyan"}
 
 
 def _emit_json(out: Console, data: Any) -> None:
@@ -95,7 +95,10 @@ def chat(
                 resp = api.http.post("/api/v1/copilot/chat", json=body, timeout=timeout + 10)
             except httpx.HTTPError as exc:
                 raise api.unreachable(exc) from None
-            result = resp.json()
+            try:
+                result = resp.json()
+            except ValueError:  # not the server: a proxy's error page
+                raise ClientError(f"{resp.status_code}: {resp.text[:200]}") from None
             _emit_json(console(), result)
             if resp.status_code != 200 or not result.get("success"):
                 raise typer.Exit(1)
@@ -129,10 +132,11 @@ def runs_list(
         params = api.params()
         if chat:
             params["chatId"] = chat
-        runs = api.call("GET", "/api/copilot/runs", params=params)["runs"]
+        answer = api.call("GET", "/api/copilot/runs", params=params)
+    runs = answer["runs"]
     out = console()
     if json_:
-        _emit_json(out, runs)
+        _emit_json(out, answer)
     elif out.is_terminal:
         table = Table("run", "status", "model", "created", box=None, header_style="bold")
         for run in runs:
