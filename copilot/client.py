@@ -1,16 +1,13 @@
-"""The terminal client: ``copilot chat``, ``copilot runs``, ``copilot keys``.
+"""The terminal client's engine, behind ``copilot chat``, ``copilot runs`` and ``copilot keys``.
 
-Talks to a running server over its public API only. ``copilot chat`` streams the answer as it
+Talks to a running server over its public API only. ``ChatSession`` streams the answer as it
 arrives, shows tool calls, asks y/n at confirmations, and resumes by itself (Last-Event-ID)
-after a dropped connection.
+after a dropped connection. The commands themselves live in ``copilot.cli.client``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -24,8 +21,15 @@ RETRY_DELAY_S = 0.5
 MAX_RECONNECTS = 20
 
 
+# What to do about the errors a terminal user can fix, by the contract's error code.
+_HINTS = {
+    "unauthorized": "pass --key (or set COPILOT_KEY) with an API key this server accepts",
+    "user_mismatch": "a user's key acts for that user only: drop --user (or COPILOT_USER)",
+}
+
+
 class ClientError(Exception):
-    pass
+    """The server refused a request or could not be reached; the message says what to do."""
 
 
 def _frames(resp: httpx.Response) -> Iterator[tuple[int | None, dict[str, Any]]]:
@@ -48,14 +52,36 @@ class Api:
     def params(self) -> dict[str, str]:
         return {"userId": self.user} if self.user else {}
 
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.http.close()
+
+    def unreachable(self, exc: httpx.HTTPError) -> ClientError:
+        return ClientError(
+            f"cannot reach the server at {self.http.base_url} ({exc}). Is it running? Start one "
+            "with `copilot dev`, or point --url (or COPILOT_URL) at it."
+        )
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One request; its JSON answer, or a ``ClientError`` that says what went wrong."""
+        try:
+            resp = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self.unreachable(exc) from None
+        return self.check(resp)
+
     def check(self, resp: httpx.Response) -> Any:
         if resp.status_code >= 400:
+            hint = None
             try:
                 body = resp.json()
                 message = f"{body.get('error')} ({body.get('code')})"
+                hint = _HINTS.get(body.get("code"))
             except ValueError:
                 message = resp.text[:200]
-            raise ClientError(f"{resp.status_code}: {message}")
+            raise ClientError(f"{resp.status_code}: {message}" + (f"; {hint}" if hint else ""))
         return resp.json()
 
 
@@ -84,7 +110,7 @@ class ChatSession:
                     return self._exit_code()
         except httpx.HTTPError as exc:
             if run_id is None:
-                raise ClientError(f"cannot reach the server: {exc}") from None
+                raise self.api.unreachable(exc) from None
             self.err.write(f"\n[connection lost ({exc.__class__.__name__}); resuming]\n")
         reconnects = 0
         while reconnects < MAX_RECONNECTS:
@@ -157,125 +183,3 @@ class ChatSession:
 
     def _exit_code(self) -> int:
         return 0 if self.status == "completed" else 1
-
-
-def cmd_chat(args: argparse.Namespace) -> int:
-    api = _api(args)
-    body: dict[str, Any] = {"message": args.message}
-    for field, value in (("model", args.model), ("chatId", args.chat), ("userId", args.user)):
-        if value:
-            body[field] = value
-    if args.json:
-        body["timeout"] = int(args.timeout * 1000)
-        resp = api.http.post("/api/v1/copilot/chat", json=body, timeout=args.timeout + 10)
-        sys.stdout.write(json.dumps(resp.json(), indent=2) + "\n")
-        return 0 if resp.status_code == 200 and resp.json().get("success") else 1
-    session = ChatSession(api, out=sys.stdout, err=sys.stderr, ask=_ask, auto=args.yes)
-    return session.run(body)
-
-
-def _ask(question: str) -> str:
-    """Prompt on stderr, so stdout carries only the answer (pipe-friendly)."""
-    sys.stderr.write(question)
-    sys.stderr.flush()
-    return sys.stdin.readline()
-
-
-def cmd_runs(args: argparse.Namespace) -> int:
-    api = _api(args)
-    if args.action == "list":
-        params = api.params()
-        if args.chat:
-            params["chatId"] = args.chat
-        runs = api.check(api.http.get("/api/copilot/runs", params=params))["runs"]
-        for run in runs:
-            sys.stdout.write(
-                f"{run['runId']}  {run['status']:<10} {run['model']:<20} {run['createdAt']}\n"
-            )
-        return 0
-    if not args.run_id:
-        raise ClientError("runs show needs a run id")
-    snap = api.check(api.http.get(f"/api/copilot/runs/{args.run_id}", params=api.params()))
-    snap.pop("streamToken", None)
-    sys.stdout.write(json.dumps(snap, indent=2) + "\n")
-    return 0
-
-
-def cmd_keys(args: argparse.Namespace) -> int:
-    api = _api(args)
-    if args.action == "list":
-        keys = api.check(api.http.get("/api/copilot/keys", params=api.params()))
-        for key in keys.get("keys", []):
-            sys.stdout.write(f"{key['provider']:<12} …{key['last4']}  {key.get('updatedAt')}\n")
-        return 0
-    if not args.provider:
-        raise ClientError(f"keys {args.action} needs a provider")
-    if args.action == "set":
-        secret = args.value or os.environ.get("COPILOT_PROVIDER_KEY") or input("API key: ")
-        body: dict[str, Any] = {"apiKey": secret}
-        if args.base_url:
-            body["baseUrl"] = args.base_url
-        if api.user:
-            body["userId"] = api.user
-        api.check(api.http.put(f"/api/copilot/keys/{args.provider}", json=body))
-        sys.stdout.write(f"stored the {args.provider} key\n")
-        return 0
-    api.check(api.http.delete(f"/api/copilot/keys/{args.provider}", params=api.params()))
-    sys.stdout.write(f"deleted the {args.provider} key\n")
-    return 0
-
-
-def _api(args: argparse.Namespace) -> Api:
-    return Api(args.url, args.key, args.user)
-
-
-def add_client_commands(sub: Any) -> None:
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--url",
-            default=os.environ.get("COPILOT_URL", DEFAULT_URL),
-            help=f"server URL (default COPILOT_URL or {DEFAULT_URL})",
-        )
-        p.add_argument(
-            "--key",
-            default=os.environ.get("COPILOT_KEY"),
-            help="API key sent as x-api-key (default COPILOT_KEY)",
-        )
-        p.add_argument(
-            "--user",
-            default=os.environ.get("COPILOT_USER"),
-            help="userId to act for (admin and service keys)",
-        )
-
-    chat = sub.add_parser(
-        "chat",
-        help="chat with a running server from the terminal",
-        description="Stream an answer; confirm tools at the prompt.",
-    )
-    chat.add_argument("message", help="the message to send")
-    chat.add_argument("--chat", help="continue this chat id")
-    chat.add_argument("--model", help="model, e.g. gpt-4o-mini, claude-sonnet-4, ollama:llama3")
-    chat.add_argument("--json", action="store_true", help="headless: print the JSON result")
-    chat.add_argument("--timeout", type=float, default=300, help="headless wait in seconds")
-    chat.add_argument("--yes", action="store_true", help="accept every tool confirmation")
-    common(chat)
-    chat.set_defaults(func=cmd_chat)
-
-    runs = sub.add_parser("runs", help="list runs or show one", description="Inspect runs.")
-    runs.add_argument("action", choices=["list", "show"])
-    runs.add_argument("run_id", nargs="?", help="run id (for show)")
-    runs.add_argument("--chat", help="only this chat's runs (for list)")
-    common(runs)
-    runs.set_defaults(func=cmd_runs)
-
-    keys = sub.add_parser(
-        "keys",
-        help="your provider API keys (stored encrypted)",
-        description="Store, list or delete your own provider keys.",
-    )
-    keys.add_argument("action", choices=["set", "list", "delete"])
-    keys.add_argument("provider", nargs="?", help="anthropic, openai or ollama")
-    keys.add_argument("--value", help="the key (default: COPILOT_PROVIDER_KEY or a prompt)")
-    keys.add_argument("--base-url", help="custom provider base URL")
-    common(keys)
-    keys.set_defaults(func=cmd_keys)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import secrets
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from typer.testing import CliRunner
 
-from copilot.cli import build_parser
+from copilot.cli import app
 from copilot.config import Settings, SettingsError, parse_old_keys
 from copilot.crypto import DecryptError, Keyring, Owner, Sealed
 from copilot.store import provider_keys as keys
@@ -106,12 +110,11 @@ def test_old_keys_setting_parses_id_hex_pairs_and_bare_keys() -> None:
     assert ring.key_ids == {"legacy", hashlib.sha256(bytes.fromhex(k1)).hexdigest()[:8]}
 
 
-def test_rotate_keys_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = build_parser()
-    assert parser.parse_args(["rotate-keys", "--dry-run"]).dry_run is True
-    with pytest.raises(SystemExit):
-        parser.parse_args(["rotate-keys", "--help"])
-    assert "ENCRYPTION_KEYS_OLD" in capsys.readouterr().out
+def test_rotate_keys_command_has_help() -> None:
+    result = CliRunner().invoke(app, ["rotate-keys", "--help"], prog_name="copilot")
+    assert result.exit_code == 0
+    assert "--dry-run" in result.output
+    assert "ENCRYPTION_KEYS_OLD" in result.output
 
 
 # --- re-encryption against PostgreSQL, in a schema of its own ---------------------------------
@@ -184,3 +187,69 @@ async def test_reencrypt_moves_old_rows_to_the_primary_and_reports_broken_ones(
         moved = Sealed(row.key_id, row.nonce, row.ciphertext)
         with pytest.raises(DecryptError):
             after.decrypt(moved, Owner("t", "u3", "openai", row.id))
+
+
+# --- `copilot migrate` and `copilot rotate-keys` as an operator runs them ------------------------
+
+
+async def _copilot(*argv: str, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "copilot.cli", *argv, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def fresh_database(services: Services) -> AsyncIterator[str]:
+    """An empty database of its own (``copilot migrate`` creates the schema, not a test)."""
+    name = f"cli_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(async_url(services.database_url), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(services.database_url).set(database=name).render_as_string(False)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        await admin.dispose()
+
+
+async def test_migrate_then_rotate_keys_from_the_command_line(fresh_database: str) -> None:
+    old, new, stray = (secrets.token_bytes(32) for _ in range(3))
+    before, after = Keyring(old), Keyring(new, {Keyring(old).primary_id: old})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "ENCRYPTION_"))}
+    env.update({"DATABASE_URL": fresh_database, "ENCRYPTION_KEY": new.hex(),
+                "ENCRYPTION_KEYS_OLD": f"{before.primary_id}:{old.hex()}"})  # fmt: skip
+
+    code, _out, err = await _copilot("migrate", env=env)
+    assert code == 0, err
+    assert "database schema is up to date" in err
+
+    engine = create_async_engine(async_url(fresh_database))
+    try:
+        async with async_sessionmaker(engine)() as session, session.begin():
+            for user in ("u1", "u2"):
+                await keys.put_key(session, keyring=before, tenant_id="t", user_id=user,
+                                   provider="openai", api_key=f"sk-{user}-0123456789",
+                                   base_url=None)  # fmt: skip
+            # Sealed under a key the operator no longer has: reported, exit code 1.
+            await keys.put_key(session, keyring=Keyring(stray), tenant_id="t", user_id="u3",
+                               provider="openai", api_key="sk-u3-0123456789",
+                               base_url=None)  # fmt: skip
+    finally:
+        await engine.dispose()
+
+    code, out, err = await _copilot("rotate-keys", "--dry-run", env=env)
+    assert code == 1
+    assert out == f"would re-encrypt 2 provider key(s) under key id {after.primary_id}; " \
+                  "0 already under it\n"  # fmt: skip
+    assert "could not decrypt" in err
+    code, out, _err = await _copilot("rotate-keys", env=env)  # the dry run changed nothing
+    assert (code, out) == (1, f"re-encrypted 2 provider key(s) under key id {after.primary_id}; "
+                              "0 already under it\n")  # fmt: skip
+    code, out, _err = await _copilot("rotate-keys", env=env)
+    assert (code, out) == (1, f"re-encrypted 0 provider key(s) under key id {after.primary_id}; "
+                              "2 already under it\n")  # fmt: skip

@@ -18,7 +18,7 @@ import psutil
 import pytest
 from temporalio.client import Client
 
-from copilot.cli import RestartPolicy
+from copilot.cli.supervise import RestartPolicy
 from copilot.embedded import free_port, port_free
 from copilot.events.fold import fold_events
 from tests.conftest import ARTIFACTS, scenario
@@ -272,15 +272,6 @@ def test_dev_refuses_a_taken_port_with_a_clear_message() -> None:
         )  # fmt: skip
     assert result.returncode == 2
     assert f"Port {port} (API) is already in use" in result.stderr
-
-
-@pytest.mark.parametrize("command", ["dev", "api", "worker", "migrate"])
-def test_every_command_has_help(command: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "copilot.cli", command, "--help"],
-        capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
-    assert "usage: copilot" in result.stdout
 
 
 def test_api_outside_dev_refuses_to_start_without_secrets() -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
+import re
 import subprocess
 import sys
 import uuid
@@ -13,13 +16,16 @@ from pathlib import Path
 import httpx
 import pytest
 from temporalio.client import Client
+from typer.testing import CliRunner
 
+from copilot.cli import app
 from tests.conftest import ARTIFACTS, Services, Stack, running_stack, scenario
 from tests.fakes.provider import FakeProviderServer
 from tests.live import LiveRun
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
+ANSI_STRIP = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +100,20 @@ def test_terminal_client_streams_and_confirms_at_the_prompt(confirm_stack: Stack
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert "completed" in listed.stdout
+    as_json = subprocess.run(
+        [sys.executable, "-m", "copilot.cli", "runs", "list", "--json",
+         "--url", confirm_stack.api_url],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    runs = json.loads(as_json.stdout)["runs"]
+    assert "completed" in [run["status"] for run in runs]
+    drawn = _in_a_terminal([sys.executable, "-m", "copilot.cli", "runs", "list",
+                            "--url", confirm_stack.api_url])  # fmt: skip
+    assert "\x1b[1m" in drawn  # styled: rich drew it for a person, not for a script
+    table = ANSI_STRIP.sub("", drawn)
+    header = next(line for line in table.splitlines() if "status" in line)
+    assert header.split() == ["run", "status", "model", "created"]
+    assert runs[0]["runId"] in table
     headless = subprocess.run(
         [sys.executable, "-m", "copilot.cli", "chat", "plain question", "--json",
          "--url", confirm_stack.api_url],
@@ -101,6 +121,47 @@ def test_terminal_client_streams_and_confirms_at_the_prompt(confirm_stack: Stack
     )  # fmt: skip
     assert headless.returncode == 0, headless.stdout
     assert '"content": "Echo: plain question"' in headless.stdout
+
+
+def _in_a_terminal(argv: list[str]) -> str:
+    """Run a command with its stdout and stderr on a pseudo-terminal, as a shell runs it."""
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdout=terminal, stderr=terminal,
+                                env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    finally:
+        os.close(terminal)
+    output = b""
+    while True:  # read as it writes, or a full terminal buffer would block it
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the command exited and closed its end
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert proc.wait(60) == 0, output
+    return output.decode()
+
+
+def test_terminal_client_stores_lists_and_deletes_provider_keys(confirm_stack: Stack) -> None:
+    def copilot(*argv: str, stdin: str | None = None) -> str:
+        result = CliRunner().invoke(app, [*argv, "--url", confirm_stack.api_url], input=stdin,
+                                    prog_name="copilot")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert copilot("keys", "set", "openai", "--value", "sk-cli-0123456789") == (
+        "stored the openai key\n"
+    )
+    listed = copilot("keys", "list").splitlines()
+    assert [line.split()[:2] for line in listed] == [["openai", "…6789"]]
+    assert copilot("keys", "set", "openai", stdin="sk-piped-987654321\n")  # from a pipe
+    stored = json.loads(copilot("keys", "list", "--json"))["keys"]
+    assert [(k["provider"], k["last4"]) for k in stored] == [("openai", "4321")]
+    assert copilot("keys", "delete", "openai") == "deleted the openai key\n"
+    assert copilot("keys", "list") == ""
 
 
 async def test_web_console_streams_confirms_and_survives_a_reload(confirm_stack: Stack) -> None:
