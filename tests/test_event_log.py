@@ -181,7 +181,8 @@ async def test_the_hub_reads_the_log_when_a_notice_cannot_carry_its_batch(
         late_sub = await hub.subscribe(late, 0)  # joins after 1 and 2 were noticed
         await log.append(late, writer_epoch(1, 1), [_ev(3)])
         assert [await _next(late_sub) for _ in range(3)] == [1, 2, 3]
-        assert big_sub.queue.empty() and late_sub.queue.empty()
+        assert big_sub.queue.empty()
+        assert late_sub.queue.empty()
     finally:
         await hub.stop()
         await redis.aclose()
