@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.chats import ChatActivities
@@ -50,7 +50,7 @@ STEP_MODULES = (
 )
 
 
-def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
+def workflow_runner(*, strict: bool = False, unsandboxed: bool = False) -> WorkflowRunner:
     """The sandbox, with the workflow's own step modules passed through (``strict``: the
     full default sandbox, as the tests run it, so every workflow line is checked).
 
@@ -60,9 +60,14 @@ def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
     again). They hold no module state (each run builds its own ``RunContext`` and steps in
     ``ChatWorkflow.__init__``) and call only ``temporalio.workflow``, so sharing them across
     runs is safe; ``workflows/chat.py`` itself is still loaded per run, as the SDK requires.
+
+    ``unsandboxed`` (UNSANDBOXED_WORKFLOWS): no sandbox at all, which saves building a sandboxed
+    instance per run; the tests, always strict, are then the only determinism check.
     """
     if strict:
         return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default)
+    if unsandboxed:
+        return UnsandboxedWorkflowRunner()
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*STEP_MODULES)
     return SandboxedWorkflowRunner(restrictions=restrictions)
 
@@ -161,7 +166,9 @@ async def serving(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[ChatWorkflow],
-        workflow_runner=workflow_runner(strict=settings.strict_sandbox),
+        workflow_runner=workflow_runner(
+            strict=settings.strict_sandbox, unsandboxed=settings.unsandboxed_workflows
+        ),
         activities=registered_activities(llm, chats, events, tools, backend),
         max_concurrent_activities=500,
         sticky_queue_schedule_to_start_timeout=sticky_timeout,

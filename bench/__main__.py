@@ -250,6 +250,19 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """A process and its live children (PostgreSQL's backends are children of its postmaster)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
@@ -426,7 +439,12 @@ async def latency_rows(
 
 
 async def cpu_fit(
-    provider: FakeProvider, http: httpx.AsyncClient, args: argparse.Namespace, api: Any, worker: Any
+    provider: FakeProvider,
+    http: httpx.AsyncClient,
+    args: argparse.Namespace,
+    api: Any,
+    worker: Any,
+    services: dict[str, int],
 ) -> dict[str, Any]:
     """CPU per run and per served token, API and worker apart: the same load at two answer
     lengths, then the line through both (cpu = per_run + per_token * tokens)."""
@@ -442,18 +460,18 @@ async def cpu_fit(
         }
         key = provider.scenario([turn])
         await server_stream(http, key)  # the scenario's first run warms nothing up twice
-        before = {"api": cpu_seconds(api.proc.pid), "worker": cpu_seconds(worker.proc.pid)}
+        pids = {"api": api.proc.pid, "worker": worker.proc.pid, **services}
+        before = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
         done = 0
         while done < runs:
             n = min(c, runs - done)
             await asyncio.gather(*(server_stream(http, key) for _ in range(n)))
             done += n
         per_stream[tokens] = {
-            "api": (cpu_seconds(api.proc.pid) - before["api"]) / runs,
-            "worker": (cpu_seconds(worker.proc.pid) - before["worker"]) / runs,
+            name: (tree_cpu_seconds(pid) - before[name]) / runs for name, pid in pids.items()
         }
     out: dict[str, Any] = {"concurrency": c, "runs": runs, "tokens": [short, long]}
-    for name in ("api", "worker"):
+    for name in per_stream[short]:
         a, b = per_stream[short][name], per_stream[long][name]
         per_token = (b - a) / (long - short)
         out[name] = {
@@ -488,6 +506,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         # The test stacks check every workflow line under the full sandbox; the bench measures
         # what production runs.
         STRICT_SANDBOX="false",
+        UNSANDBOXED_WORKFLOWS="true" if args.unsandboxed else "false",
     )
     port = free_port()
     logs = data / "logs"
@@ -526,7 +545,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await server_stream(http, key)  # warm up
             results["latency"] = await latency_rows(provider, http, key, args, api, worker)
             if args.fit:
-                results["cpu_fit"] = await cpu_fit(provider, http, args, api, worker)
+                services_pids = {f"service:{c.name}": c.proc.pid for c in emb.children}
+                results["cpu_fit"] = await cpu_fit(provider, http, args, api, worker, services_pids)
             if args.api_worker:
                 # The same load against an API that runs a worker and starts runs eagerly.
                 eager_port = free_port()
@@ -607,7 +627,7 @@ def print_table(results: dict[str, Any]) -> None:
             f"\nCPU per run and per served token (fit over {f['tokens'][0]} and "
             f"{f['tokens'][1]}-token answers, {f['runs']} runs at concurrency {f['concurrency']}):"
         )
-        for name in ("api", "worker", "total"):
+        for name in ("api", "worker", "total", *(n for n in f if n.startswith("service:"))):
             print(
                 f"  {name:<7} {f[name]['per_run_ms']:7.2f} ms per run   "
                 f"{f[name]['per_token_ms']:6.3f} ms per token"
@@ -689,6 +709,11 @@ def main() -> None:
         default=[40, 400],
         metavar="TOKENS",
         help="two answer lengths for the CPU-per-run / CPU-per-token fit (none: skip)",
+    )
+    parser.add_argument(
+        "--unsandboxed",
+        action="store_true",
+        help="run the worker with UNSANDBOXED_WORKFLOWS=true (default: the sandbox, as shipped)",
     )
     parser.add_argument("--fit-concurrency", type=int, default=50)
     parser.add_argument("--fit-runs", type=int, default=100, help="streams per answer length")

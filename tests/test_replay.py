@@ -44,6 +44,18 @@ async def test_recorded_histories_replay() -> None:
     assert not failures
 
 
+async def test_recorded_histories_replay_under_every_production_runner() -> None:
+    """What production may run (step modules passed through, or UNSANDBOXED_WORKFLOWS) replays
+    the same histories: the strict test runs check determinism, these check the runners."""
+    files = sorted(HISTORIES.glob("*.json"))
+    histories = [WorkflowHistory.from_json(path.stem, path.read_text()) for path in files]
+    for runner in (workflow_runner(), workflow_runner(unsandboxed=True)):
+        replayer = Replayer(workflows=[ChatWorkflow], workflow_runner=runner)
+        results = await replayer.replay_workflows(_each(histories), raise_on_replay_failure=False)
+        assert {k: str(v) for k, v in results.replay_failures.items()} == {}, type(runner)
+    assert type(workflow_runner(strict=True, unsandboxed=True)) is type(workflow_runner())
+
+
 async def test_fresh_runs_replay(client: httpx.AsyncClient, stack: Stack) -> None:
     runs: dict[str, str] = {}
     key = scenario(stack.provider, [{"text": "plain answer"}])
