@@ -296,16 +296,15 @@ class ToolActivities:
     @activity.defn
     async def record_tool_calls(self, input: RecordToolCallsInput) -> None:
         rows = [
-            {
-                "id": call.id,
-                "run_id": input.run_id,
-                "chat_id": input.chat_id,
-                "tenant_id": input.tenant_id,
-                "user_id": input.user_id,
-                "name": call.name,
-                "executor": executor,
-                "host_executed": host,
-            }
+            ToolCallRow.values_for(
+                call,
+                run_id=input.run_id,
+                chat_id=input.chat_id,
+                tenant_id=input.tenant_id,
+                user_id=input.user_id,
+                executor=executor,
+                host_executed=host,
+            )
             for call, executor, host in zip(
                 input.calls, input.executors, input.host_executed, strict=True
             )

@@ -32,12 +32,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.writer import TurnWriter, activity_error, heartbeating
 from copilot.events.log import EventLog, writer_epoch
+from copilot.events.model import Content
 from copilot.providers.base import ProviderError, parse_retry_after, status_error
 from copilot.providers.sse import SseDecoder
 from copilot.providers.upstream import (
     Finished,
     Forward,
-    HandOff,
     UpstreamTranslator,
     upstream_chat_id,
 )
@@ -47,7 +47,6 @@ from copilot.store.models import Chat, Message
 from copilot.tools.registry import ToolRegistry
 from copilot.types import (
     EV_CONTENT,
-    BackendToolCall,
     ClaimBackendLogResult,
     ClaimLogInput,
     OutboxBatch,
@@ -55,7 +54,7 @@ from copilot.types import (
     ReportToolInput,
     StreamTurnInput,
     StreamTurnResult,
-    ToolCallData,
+    ToolCall,
 )
 
 log = logging.getLogger("copilot.backend")
@@ -105,7 +104,7 @@ class BackendActivities:
         )
         handle = self._temporal.get_workflow_handle(input.run_id, run_id=info.workflow_run_id)
         translator = UpstreamTranslator(run_id=input.run_id, label=LABEL)
-        handed: list[HandOff] = []
+        handed: list[ToolCall] = []
         writer.snapshot_tools = lambda: [
             {"id": h.id, "name": h.name, "arguments": h.arguments, "status": "pending"}
             for h in handed
@@ -137,7 +136,7 @@ class BackendActivities:
             usage=finished.usage,
             stop_reason=finished.status,
             attempt=info.attempt,
-            tool_calls=[ToolCallData(h.id, h.name, h.arguments) for h in handed],
+            tool_calls=[ToolCall(h.id, h.name, h.arguments) for h in handed],
             outbox_written=writer.outbox_mark or 0,
         )
 
@@ -148,7 +147,7 @@ class BackendActivities:
         writer: TurnWriter,
         translator: UpstreamTranslator,
         handle: WorkflowHandle[Any, Any],
-        handed: list[HandOff],
+        handed: list[ToolCall],
     ) -> None:
         headers = {
             "accept": "text/event-stream",
@@ -187,23 +186,15 @@ class BackendActivities:
                             if isinstance(action, Forward):
                                 event = action.event
                                 text = (
-                                    event["data"]
-                                    if event["type"] == EV_CONTENT and "subagent" not in event
+                                    event.data
+                                    if isinstance(event, Content) and event.subagent is None
                                     else ""
                                 )
                                 await writer.write([event], text=text)
-                            elif isinstance(action, HandOff):
+                            elif isinstance(action, ToolCall):
                                 handed.append(action)
-                                await handle.signal(
-                                    "backend_tool_call",
-                                    BackendToolCall(
-                                        action.upstream_id,
-                                        action.id,
-                                        action.name,
-                                        action.arguments,
-                                        action.subagent,
-                                    ),
-                                )
+                                # The workflow's backend_tool_call signal takes the call as is.
+                                await handle.signal("backend_tool_call", action)
                             elif isinstance(action, Finished):
                                 return
                 decoder.close()

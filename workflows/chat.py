@@ -21,12 +21,21 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from copilot.events.model import (
+        BaseEvent,
+        ChatId,
+        Done,
+        DoneData,
+        ErrorEvent,
+        PendingCall,
+        Start,
+        StartData,
+        TitleUpdated,
+        TokenUsage,
+        ToolCallSummary,
+        to_wire,
+    )
     from copilot.types import (
-        EV_CHAT_ID,
-        EV_DONE,
-        EV_ERROR,
-        EV_START,
-        EV_TITLE_UPDATED,
         RUN_ABORTED,
         RUN_COMPLETED,
         RUN_RUNNING,
@@ -120,25 +129,19 @@ class ChatWorkflow(BackendSteps):
         return None
 
     def _prelude(self, input: ChatRunInput) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = [
-            {
-                "type": EV_START,
-                "data": {
-                    "responseId": input.response_id,
-                    "chatId": input.chat_id,
-                    "messageId": input.user_message_id,
-                    "model": input.model,
-                    "provider": input.provider,
-                    **({"notice": input.notice} if input.notice else {}),
-                },
-            }
-        ]
+        start = StartData(
+            response_id=input.response_id,
+            chat_id=input.chat_id,
+            message_id=input.user_message_id,
+            model=input.model,
+            provider=input.provider,
+            notice=input.notice or None,
+        )
+        events: list[BaseEvent] = [Start(start)]
         if input.new_chat:
-            # Browsers read chatId; Sim's server side reads data.chatId.
-            events.append(
-                {"type": EV_CHAT_ID, "chatId": input.chat_id, "data": {"chatId": input.chat_id}}
-            )
-        return events
+            events.append(ChatId(input.chat_id))
+        # The prelude travels in StreamTurnInput (recorded histories): as JSON objects.
+        return [to_wire(e) for e in events]
 
     # --- the end ------------------------------------------------------------------------------
 
@@ -146,18 +149,17 @@ class ChatWorkflow(BackendSteps):
         out = []
         for tool in self._tools.values():
             outcome = tool.outcome
-            out.append(
-                {
-                    "id": tool.call.id,
-                    "name": tool.call.name,
-                    "arguments": tool.call.arguments,
-                    "executor": tool.executor,
-                    "status": outcome.status if outcome else tool.status,
-                    "result": outcome.result if outcome else None,
-                    "error": outcome.error if outcome else None,
-                    "durationMs": outcome.duration_ms if outcome else 0,
-                }
+            summary = ToolCallSummary(
+                id=tool.call.id,
+                name=tool.call.name,
+                arguments=tool.call.arguments,
+                executor=tool.executor,
+                status=outcome.status if outcome else tool.status,
+                result=outcome.result if outcome else None,
+                error=outcome.error if outcome else None,
+                duration_ms=outcome.duration_ms if outcome else 0,
             )
+            out.append(to_wire(summary))
         return out
 
     async def _finish(self, input: ChatRunInput, partial_turn: int | None) -> ChatRunResult:
@@ -165,8 +167,18 @@ class ChatWorkflow(BackendSteps):
         title = None
         if input.new_chat and self._status == RUN_COMPLETED:
             title = _short(" ".join(input.title_hint.split()), 60) if input.title_hint else None
-        # title_updated?, error?, done: the seq ``done`` will get, known before persisting.
-        final_seq = self._seq + 1 + int(title is not None) + int(self._error is not None)
+        # The end's events first: the seq ``done`` gets is known before persisting.
+        events: list[BaseEvent] = []
+        if title:
+            events.append(TitleUpdated(title))
+        if self._error is not None:
+            events.append(ErrorEvent.of(self._error, self._error_code))
+        usage = TokenUsage(
+            input_tokens=self._usage.input_tokens, output_tokens=self._usage.output_tokens
+        )
+        done = DoneData(response_id=input.response_id, status=self._status, usage=usage)
+        events.append(Done(done))
+        final_seq = self._seq + len(events)
         saved = await self._short_io(
             "save_assistant_message",
             SaveAssistantMessageInput(
@@ -187,33 +199,12 @@ class ChatWorkflow(BackendSteps):
             result_type=SaveAssistantMessageResult,
         )
         del saved
-        events: list[dict[str, Any]] = []
-        if title:
-            events.append({"type": EV_TITLE_UPDATED, "title": title})
-        if self._error is not None:
-            events.append(
-                {
-                    "type": EV_ERROR,
-                    "error": self._error,  # where Sim's browser reads the text it shows
-                    "data": {"message": self._error, "code": self._error_code, "retryable": False},
-                }
-            )
-        events.append(
-            {
-                "type": EV_DONE,
-                "data": {
-                    "responseId": input.response_id,
-                    "status": self._status,
-                    "usage": self._usage.to_wire(),
-                },
-            }
-        )
         async with self._emit_lock:
             published = await self._publish(
                 PublishEventsInput(
                     run_id=input.run_id,
                     seq_start=self._seq + 1,
-                    events=events,
+                    events=[to_wire(e) for e in events],
                     final=True,
                     writer_gen=self._next_gen(),
                 )
@@ -298,12 +289,14 @@ class ChatWorkflow(BackendSteps):
     @workflow.query
     def state(self) -> RunState:
         pending = [
-            {
-                "id": t.call.id,
-                "name": t.call.name,
-                "arguments": t.call.arguments,
-                "waiting": "decision" if t.waiting_decision else "host",
-            }
+            to_wire(
+                PendingCall(
+                    id=t.call.id,
+                    name=t.call.name,
+                    arguments=t.call.arguments,
+                    waiting="decision" if t.waiting_decision else "host",
+                )
+            )
             for t in self._tools.values()
             if t.waiting_decision or t.waiting_host
         ]

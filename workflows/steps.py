@@ -9,6 +9,7 @@ handlers for messages from outside.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -20,11 +21,18 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from copilot import search
+    from copilot.events.model import (
+        AnyEvent,
+        BaseEvent,
+        ToolCallEvent,
+        ToolCallInfo,
+        ToolError,
+        ToolErrorData,
+        ToolResult,
+        ToolStatus,
+        to_wire,
+    )
     from copilot.types import (
-        EV_TOOL_CALL,
-        EV_TOOL_ERROR,
-        EV_TOOL_RESULT,
-        EV_TOOL_STATUS,
         RUN_FAILED,
         RUN_RUNNING,
         RUN_TIMEOUT,
@@ -430,30 +438,26 @@ class RunSteps:
 
     # --- events -------------------------------------------------------------------------------
 
-    def _call_event(self, tool: ToolState) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": tool.call.id,
-            "name": tool.call.name,
-            "arguments": tool.call.arguments,
-            "executor": tool.executor,
-            "requiresConfirmation": tool.requires_confirmation,
-            "status": "pending",
-        }
-        if tool.executor == "server" and self._input is not None and self._input.sim_protocol:
-            # Sim's code runs every complete tool_call itself ("Tool not found" for ours, then
-            # our real result dropped as a duplicate); one marked partial it records and
-            # leaves to the backend, whose tool_result then completes it.
-            data["partial"] = True
-        return {
-            "type": EV_TOOL_CALL,
-            "toolCallId": tool.call.id,
-            "toolName": tool.call.name,
-            "data": data,
-        }
+    def _call_event(self, tool: ToolState) -> ToolCallEvent:
+        call = tool.call
+        # Sim's code runs every complete tool_call itself ("Tool not found" for ours, then our
+        # real result dropped as a duplicate); one marked partial it records and leaves to the
+        # backend, whose tool_result then completes it.
+        partial = tool.executor == "server" and self._input is not None and self._input.sim_protocol
+        data = ToolCallInfo(
+            id=call.id,
+            name=call.name,
+            arguments=call.arguments,
+            executor=tool.executor,
+            requires_confirmation=tool.requires_confirmation,
+            status="pending",
+            partial=partial,
+        )
+        return ToolCallEvent(call.id, call.name, data)
 
-    def _status_event(self, tool: ToolState, status: str) -> dict[str, Any]:
+    def _status_event(self, tool: ToolState, status: str) -> ToolStatus:
         tool.status = status
-        return {"type": EV_TOOL_STATUS, "toolCallId": tool.call.id, "status": status}
+        return ToolStatus(tool.call.id, status)
 
     async def _set_status(self, tool: ToolState, status: str) -> None:
         await self._emit([self._status_event(tool, status)])
@@ -474,46 +478,30 @@ class RunSteps:
         ):
             workflow.upsert_search_attributes([search.STATUS.value_set(status)])
 
-    def _outcome_event(self, tool: ToolState, outcome: ToolOutcome) -> dict[str, Any]:
+    def _outcome_event(self, tool: ToolState, outcome: ToolOutcome) -> BaseEvent:
         tool.status = outcome.status
         call = tool.call
         if outcome.status in ("success", "background"):
-            return {
-                "type": EV_TOOL_RESULT,
-                "toolCallId": call.id,
-                "toolName": call.name,
-                "success": True,
-                "result": outcome.result,
-                "durationMs": outcome.duration_ms,
-                "data": {
-                    "id": call.id,
-                    "name": call.name,
-                    "success": True,
-                    "result": outcome.result,
-                },
-            }
+            return ToolResult(call.id, call.name, True, outcome.result, outcome.duration_ms)
         if outcome.status == "error":
-            return {
-                "type": EV_TOOL_ERROR,
-                "toolCallId": call.id,
-                "toolName": call.name,
-                "durationMs": outcome.duration_ms,
-                "data": {"id": call.id, "name": call.name, "error": outcome.error},
-            }
+            data = ToolErrorData(id=call.id, name=call.name, error=outcome.error)
+            return ToolError(call.id, call.name, data, outcome.duration_ms)
         return self._status_event(tool, outcome.status)
 
-    async def _emit(self, events: list[dict[str, Any]]) -> None:
+    async def _emit(self, events: Sequence[AnyEvent]) -> None:
         if not events:
             return
+        # Activities take JSON objects (recorded histories hold them): convert at the boundary.
+        wire = [to_wire(e) for e in events]
         if self._backend_live:
-            self._outbox.extend(events)  # the upstream reader writes them (backend.py)
+            self._outbox.extend(wire)  # the upstream reader writes them (backend.py)
             return
         async with self._emit_lock:
             published = await self._publish(
                 PublishEventsInput(
                     run_id=self._run_id,
                     seq_start=self._seq + 1,
-                    events=events,
+                    events=wire,
                     writer_gen=self._next_gen(),
                 )
             )
