@@ -64,8 +64,9 @@ class ChatIdData(_Data):
 
 
 class ChatId(BaseEvent, tag="chat_id"):
-    """A new chat was created. Browsers read ``chatId``, Sim's server ``data.chatId``: both
-    come from ``chat_id`` (``data`` is derived; never pass it)."""
+    """A new chat was created. Browsers read ``chatId``, Sim's server ``data.chatId``.
+
+    Both come from ``chat_id``: ``data`` is derived, never passed."""
 
     chat_id: str
     data: ChatIdData | None = None
@@ -433,7 +434,7 @@ def _keys(cls: type[msgspec.Struct]) -> str:
         kinds = getattr(f.type, "__args__", (f.type,))
         nested = [t for t in kinds if isinstance(t, type) and issubclass(t, msgspec.Struct)]
         if nested:
-            text = "text | " if str in kinds else ""
+            text = "text or " if str in kinds else ""
             name += ": " + text + "{" + _keys(nested[0]).replace("`", "") + "}"
         parts.append(name)
     return "`" + ", ".join(parts) + "`" if parts else ""
