@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from temporalio.converter import DataConverter
 
 from copilot import types
 from copilot.events.fold import fold_events
@@ -49,6 +50,8 @@ from copilot.events.model import (
     numbered,
     to_wire,
 )
+from copilot.store.models import ToolCallRow
+from copilot.types import ToolCall
 
 TEXT = 'hé 🙂 "quoted" \u2028 line\nbreaks \x85 \u2029 end'
 ARGS = {"path": "src/main.py", "n": 3, "deep": {"x": [1, 2.5, None, True]}}
@@ -323,3 +326,30 @@ def test_a_snapshot_always_has_every_key() -> None:
 def test_the_type_names_in_copilot_types_are_the_models() -> None:
     names = {v for k, v in vars(types).items() if k.startswith("EV_")}
     assert names <= {event_type(cls) for cls in EVENT_TYPES}
+
+
+def test_one_tool_call_type_from_provider_to_store() -> None:
+    call = ToolCall("tc_1", "echo", {"a": 1}, provider_id="call_0")
+    public = call.public()  # what crosses into the workflow: no provider id
+    assert public == ToolCall("tc_1", "echo", {"a": 1})
+    values = ToolCallRow.values_for(
+        public,
+        run_id="r",
+        chat_id="c",
+        tenant_id="t",
+        user_id="u",
+        executor="client",
+        host_executed=True,
+    )
+    assert ToolCallRow(**values).to_call() == ToolCall("tc_1", "echo")
+    # Payloads recorded before: StreamTurnResult's calls, and the upstream reader's signal
+    # (then BackendToolCall, upstream_id first), decode into the one type by field name.
+    converter = DataConverter.default.payload_converter
+    old_signal = {"upstream_id": "u1", "id": "tc_2", "name": "n", "arguments": {}, "subagent": "s"}
+    old_call = {"id": "tc_3", "name": "m", "arguments": {"x": 1}}
+    payloads = converter.to_payloads([old_signal, old_call])
+    decoded = converter.from_payloads(payloads, [ToolCall, ToolCall])
+    assert decoded == [
+        ToolCall("tc_2", "n", {}, upstream_id="u1", subagent="s"),
+        ToolCall("tc_3", "m", {"x": 1}),
+    ]
