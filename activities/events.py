@@ -6,6 +6,7 @@ from temporalio import activity
 
 from copilot.activity_defs import EventActivityDefs
 from copilot.events.log import EventLog, writer_epoch
+from copilot.events.model import numbered
 from copilot.types import ClaimLogInput, PublishEventsInput, PublishEventsResult
 
 
@@ -15,9 +16,7 @@ class EventActivities(EventActivityDefs):
 
     @activity.defn
     async def publish_events(self, input: PublishEventsInput) -> PublishEventsResult:
-        events = []
-        for offset, event in enumerate(input.events):
-            events.append({**event, "seq": input.seq_start + offset, "runId": input.run_id})
+        events = numbered(input.events, input.seq_start, input.run_id)
         epoch = writer_epoch(input.writer_gen or input.seq_start, activity.info().attempt)
         await self._log.append(input.run_id, epoch, events)
         if input.final:

@@ -38,11 +38,7 @@ from copilot.store import provider_keys, repo, run_credentials
 from copilot.store.catalogs import CatalogCache
 from copilot.tools.catalog import SEARCH_SCHEMA, SEARCH_TOOL, search_description
 from copilot.tools.registry import ToolRegistry
-from copilot.types import (
-    StreamTurnInput,
-    StreamTurnResult,
-    ToolCallData,
-)
+from copilot.types import StreamTurnInput, StreamTurnResult
 
 SYSTEM_PROMPT = (
     "You are a copilot inside a workflow-builder app. Answer clearly and concisely. Use the "
@@ -130,14 +126,14 @@ class LlmActivities(LlmActivityDefs):
             usage=output.usage,
             stop_reason=output.stop_reason,
             attempt=info.attempt,
-            tool_calls=[ToolCallData(c.id, c.name, c.arguments) for c in output.tool_calls],
+            tool_calls=[c.public() for c in output.tool_calls],
             blocks=output.blocks,
         )
 
     async def _offered_tools(self, input: StreamTurnInput) -> list[ToolSpec]:
         if not input.offer_tools:
             return []
-        client = [ToolSpec(t.name, t.description, t.input_schema) for t in input.client_tools]
+        client = list(input.client_tools)
         if input.sim_protocol and input.mode != "chat":
             # Sim's own tools for what the mode may do (Sim runs them, reports mark-complete).
             own = _sim_tool_specs(input.mode)

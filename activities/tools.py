@@ -27,6 +27,7 @@ from copilot.activity_defs import ToolActivityDefs
 from copilot.attachments import context_blocks
 from copilot.store import catalogs, repo
 from copilot.store.catalogs import CatalogCache
+from copilot.store.models import ToolCallRow
 from copilot.tools.base import ToolFailed, ToolUnavailable
 from copilot.tools.catalog import SEARCH_LIMIT_DEFAULT, bounded_view, search
 from copilot.tools.registry import ToolRegistry
@@ -295,16 +296,15 @@ class ToolActivities(ToolActivityDefs):
     @activity.defn
     async def record_tool_calls(self, input: RecordToolCallsInput) -> None:
         rows = [
-            {
-                "id": call.id,
-                "run_id": input.run_id,
-                "chat_id": input.chat_id,
-                "tenant_id": input.tenant_id,
-                "user_id": input.user_id,
-                "name": call.name,
-                "executor": executor,
-                "host_executed": host,
-            }
+            ToolCallRow.values_for(
+                call,
+                run_id=input.run_id,
+                chat_id=input.chat_id,
+                tenant_id=input.tenant_id,
+                user_id=input.user_id,
+                executor=executor,
+                host_executed=host,
+            )
             for call, executor, host in zip(
                 input.calls, input.executors, input.host_executed, strict=True
             )

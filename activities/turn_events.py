@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from activities.writer import TurnWriter
 from copilot.events.log import EventLog
+from copilot.events.model import BaseEvent, Content, PhaseData, Reasoning, ToolGenerating
 from copilot.providers.base import Delta
-from copilot.types import EV_CONTENT, EV_REASONING, EV_TOOL_GENERATING
+from copilot.types import EV_CONTENT, EV_REASONING
 
 
 @dataclass
@@ -107,7 +107,7 @@ class TurnEvents:
         if delta.kind == "reasoning":
             events = self._flush_held() + ([] if self._reasoning else [self._phase("start")])
             self._reasoning = True
-            events.append(self._text_event(EV_REASONING, delta.text))
+            events.append(self._reasoning_text(delta.text))
             await self._writer.write(events, text=self._written_text(events))
             return
         events = self._end_reasoning()
@@ -117,18 +117,11 @@ class TurnEvents:
             if self._sim:
                 text = self._hold_json_like(text)
             if text:
-                events.append(self._text_event(EV_CONTENT, text))
+                events.append(self._content(text))
                 self._written.append(text)
         elif delta.kind == "tool_generating":
             events = self._flush_held() + events
-            events.append(
-                {
-                    "type": EV_TOOL_GENERATING,
-                    "toolCallId": delta.tool_call_id,
-                    "toolName": delta.tool_name,
-                    "turn": turn,
-                }
-            )
+            events.append(ToolGenerating(delta.tool_call_id, delta.tool_name, turn))
         await self._writer.write(events, text=self._written_text(events))
 
     async def close(self) -> None:
@@ -136,17 +129,17 @@ class TurnEvents:
         events = self._flush_held() + self._end_reasoning()
         await self._writer.write(events, text=self._written_text(events))
 
-    def _text_event(self, kind: str, text: str) -> dict[str, Any]:
-        event: dict[str, Any] = {"type": kind, "data": text, "turn": self._turn}
-        if self._sim:
-            # Sim parses a string ``data`` as JSON where it can ("42", "true", "null"); its
-            # server side then reads the text from ``content``.
-            event["content"] = text
-        return event
+    # Sim parses a string ``data`` as JSON where it can ("42", "true", "null"); its server
+    # side then reads the text from ``content``: only Sim's route carries that copy.
+    def _content(self, text: str) -> Content:
+        return Content(text, self._turn, text if self._sim else None)
+
+    def _reasoning_text(self, text: str) -> Reasoning:
+        return Reasoning(data=text, turn=self._turn, content=text if self._sim else None)
 
     @staticmethod
-    def _written_text(events: list[dict[str, Any]]) -> str:
-        return "".join(e["data"] for e in events if e["type"] == EV_CONTENT)
+    def _written_text(events: list[BaseEvent]) -> str:
+        return "".join(e.data for e in events if isinstance(e, Content))
 
     def _hold_json_like(self, text: str) -> str:
         """Sim's browser turns a delta that parses as JSON into a value (" 42" shows as "42",
@@ -158,26 +151,24 @@ class TurnEvents:
         self._held = ""
         return text
 
-    def _flush_held(self) -> list[dict[str, Any]]:
+    def _flush_held(self) -> list[BaseEvent]:
         if not self._held:
             return []
         text, self._held = self._held, ""
         self._written.append(text)
-        return [self._text_event(EV_CONTENT, text)]
+        return [self._content(text)]
 
-    def _end_reasoning(self) -> list[dict[str, Any]]:
+    def _end_reasoning(self) -> list[BaseEvent]:
         if not self._reasoning:
             return []
         self._reasoning = False
         return [self._phase("end")]
 
-    def _phase(self, phase: str) -> dict[str, Any]:
-        event: dict[str, Any] = {"type": EV_REASONING, "phase": phase, "turn": self._turn}
-        if self._sim:
-            # Sim's browser reads ``phase`` at the top level, its server side inside ``data``
-            # (native clients read ``data`` of reasoning as text: only Sim's route has it).
-            event["data"] = {"phase": phase}
-        return event
+    def _phase(self, phase: str) -> Reasoning:
+        # Sim's browser reads ``phase`` at the top level, its server side inside ``data``
+        # (native clients read ``data`` of reasoning as text: only Sim's route has it).
+        data = PhaseData(phase=phase) if self._sim else None
+        return Reasoning(phase=phase, data=data, turn=self._turn)
 
     def _unseen(self, text: str) -> str:
         """The part of ``text`` not already shown."""

@@ -33,12 +33,12 @@ from activities.outbox_pump import read_and_pump
 from activities.writer import TurnWriter, activity_error, heartbeating
 from copilot.activity_defs import UpstreamActivityDefs
 from copilot.events.log import EventLog, writer_epoch
+from copilot.events.model import Content
 from copilot.providers.base import ProviderError, parse_retry_after, status_error
 from copilot.providers.sse import SseDecoder
 from copilot.providers.upstream import (
     Finished,
     Forward,
-    HandOff,
     UpstreamTranslator,
     upstream_chat_id,
 )
@@ -47,13 +47,12 @@ from copilot.store.catalogs import CatalogCache
 from copilot.tools.registry import ToolRegistry
 from copilot.types import (
     EV_CONTENT,
-    BackendToolCall,
     ClaimBackendLogResult,
     ClaimLogInput,
     ReportToolInput,
     StreamTurnInput,
     StreamTurnResult,
-    ToolCallData,
+    ToolCall,
 )
 
 log = logging.getLogger("copilot.backend")
@@ -103,7 +102,7 @@ class BackendActivities(UpstreamActivityDefs):
         )
         handle = self._temporal.get_workflow_handle(input.run_id, run_id=info.workflow_run_id)
         translator = UpstreamTranslator(run_id=input.run_id, label=LABEL)
-        handed: list[HandOff] = []
+        handed: list[ToolCall] = []
         writer.snapshot_tools = lambda: [
             {"id": h.id, "name": h.name, "arguments": h.arguments, "status": "pending"}
             for h in handed
@@ -134,7 +133,7 @@ class BackendActivities(UpstreamActivityDefs):
             usage=finished.usage,
             stop_reason=finished.status,
             attempt=info.attempt,
-            tool_calls=[ToolCallData(h.id, h.name, h.arguments) for h in handed],
+            tool_calls=[ToolCall(h.id, h.name, h.arguments) for h in handed],
             outbox_written=writer.outbox_mark or 0,
         )
 
@@ -145,7 +144,7 @@ class BackendActivities(UpstreamActivityDefs):
         writer: TurnWriter,
         translator: UpstreamTranslator,
         handle: WorkflowHandle[Any, Any],
-        handed: list[HandOff],
+        handed: list[ToolCall],
     ) -> None:
         headers = {
             "accept": "text/event-stream",
@@ -184,23 +183,15 @@ class BackendActivities(UpstreamActivityDefs):
                             if isinstance(action, Forward):
                                 event = action.event
                                 text = (
-                                    event["data"]
-                                    if event["type"] == EV_CONTENT and "subagent" not in event
+                                    event.data
+                                    if isinstance(event, Content) and event.subagent is None
                                     else ""
                                 )
                                 await writer.write([event], text=text)
-                            elif isinstance(action, HandOff):
+                            elif isinstance(action, ToolCall):
                                 handed.append(action)
-                                await handle.signal(
-                                    "backend_tool_call",
-                                    BackendToolCall(
-                                        action.upstream_id,
-                                        action.id,
-                                        action.name,
-                                        action.arguments,
-                                        action.subagent,
-                                    ),
-                                )
+                                # The workflow's backend_tool_call signal takes the call as is.
+                                await handle.signal("backend_tool_call", action)
                             elif isinstance(action, Finished):
                                 return
                 decoder.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -18,8 +18,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from copilot.events.log import EventLog, LogGone, writer_epoch
+from copilot.events.model import AnyEvent, Snapshot, SnapshotEvent, TurnReset, numbered
 from copilot.providers.base import ProviderError
-from copilot.types import EV_SNAPSHOT, EV_TURN_RESET, StreamTurnInput
+from copilot.types import StreamTurnInput
 
 HEARTBEAT_EVERY_S = 1.0
 SEQ_JUMP_AFTER_LOSS = 10_000
@@ -71,12 +72,12 @@ class TurnWriter:
         """Write the prelude (first attempt) or ``turn_reset`` (a retry, unless it continues
         the earlier attempts' text) before any delta."""
         self.next_seq = first_seq
-        events: list[dict[str, Any]] = []
+        events: list[AnyEvent] = []
         if first_seq == self._input.seq_start:
             events.extend(self._input.prelude)
         if self._attempt > 1 and reset:
             for turn in reset_turns or [self._input.turn]:
-                events.append({"type": EV_TURN_RESET, "turn": turn, "attempt": self._attempt})
+                events.append(TurnReset(turn, self._attempt))
         await self.write(events)
 
     def carry_text(self, text: str) -> None:
@@ -85,7 +86,7 @@ class TurnWriter:
             self._text.insert(0, text)
 
     async def write(
-        self, events: list[dict[str, Any]], *, text: str = "", outbox_mark: int | None = None
+        self, events: Sequence[AnyEvent], *, text: str = "", outbox_mark: int | None = None
     ) -> None:
         """Append events; ``text`` is answer text they carry (kept for a re-seed)."""
         if not events:
@@ -94,7 +95,7 @@ class TurnWriter:
             await self._write_locked(events, text, outbox_mark)
 
     async def _write_locked(
-        self, events: list[dict[str, Any]], text: str, outbox_mark: int | None
+        self, events: Sequence[AnyEvent], text: str, outbox_mark: int | None
     ) -> None:
         try:
             await self._log.append(
@@ -109,7 +110,7 @@ class TurnWriter:
             # re-seed the log with a snapshot, so readers never see a silent gap. Numbering
             # jumps ahead: clients may have seen seqs the lost log held (even this batch's).
             self.next_seq += SEQ_JUMP_AFTER_LOSS
-            snapshot = {"type": EV_SNAPSHOT, "data": self._snapshot()}
+            snapshot = SnapshotEvent(self._snapshot())
             await self._log.append(
                 self._input.run_id,
                 self.epoch,
@@ -122,14 +123,12 @@ class TurnWriter:
             self.outbox_mark = outbox_mark
         self.beat()
 
-    def _number(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        numbered = []
-        for event in events:
-            numbered.append({**event, "seq": self.next_seq, "runId": self._input.run_id})
-            self.next_seq += 1
-        return numbered
+    def _number(self, events: Sequence[AnyEvent]) -> list[AnyEvent]:
+        out = numbered(events, self.next_seq, self._input.run_id)
+        self.next_seq += len(out)
+        return out
 
-    def _snapshot(self) -> dict[str, Any]:
+    def _snapshot(self) -> Snapshot:
         prior = self._input.prior_turns
         calls = [
             {
@@ -144,13 +143,9 @@ class TurnWriter:
             for c, o in zip(turn.tool_calls, turn.outcomes, strict=False)
         ]
         content = "".join(t.content for t in prior) + "".join(self._text)
-        return {
-            "status": "running",
-            "content": content,
-            "toolCalls": calls + self.snapshot_tools(),
-            "pending": [],
-            "lastSeq": self.next_seq,
-        }
+        return Snapshot(
+            content=content, tool_calls=calls + self.snapshot_tools(), last_seq=self.next_seq
+        )
 
     def beat(self, *, force: bool = False) -> None:
         now = time.monotonic()

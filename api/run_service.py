@@ -31,7 +31,7 @@ from copilot.sim.models import SIM_MODELS
 from copilot.store import catalogs, repo, run_credentials
 from copilot.store.run_credentials import ProviderConfig
 from copilot.tools.catalog import CatalogTool
-from copilot.types import RUN_RUNNING, AbortInput, AbortResult, ChatRunInput, ToolSpecData
+from copilot.types import RUN_RUNNING, AbortInput, AbortResult, ChatRunInput, ToolSpec
 
 log = logging.getLogger("copilot.api")
 
@@ -199,7 +199,7 @@ async def _start(
             user_message_id=body.message_id or run.id,
             run_timeout_s=settings.run_timeout_s,
             client_tools=[
-                ToolSpecData(t.name, t.description, t.input_schema, t.requires_confirmation)
+                ToolSpec(t.name, t.description, t.input_schema, t.requires_confirmation)
                 for t in offered
             ],
             tool_catalog=catalog[0] if catalog else None,

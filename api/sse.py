@@ -12,16 +12,27 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
+import msgspec
 from fastapi.responses import StreamingResponse
 
 from api.state import AppState
 from copilot.events.fold import Folded, fold_events
-from copilot.events.log import LogEntry, encode_frame
+from copilot.events.log import LogEntry
+from copilot.events.model import (
+    Done,
+    DoneData,
+    Snapshot,
+    SnapshotEvent,
+    TokenUsage,
+    encode_frame,
+    event_type,
+)
 from copilot.store import repo
 from copilot.store.models import Run
-from copilot.types import EV_DONE, EV_SNAPSHOT, FINAL_STATUSES, RunState
+from copilot.types import FINAL_STATUSES, RunState
+
+DONE, SNAPSHOT = event_type(Done), event_type(SnapshotEvent)
 
 log = logging.getLogger("copilot.api")
 
@@ -38,7 +49,7 @@ def sse_response(frames: AsyncIterator[str], headers: dict[str, str]) -> Streami
     )
 
 
-async def run_snapshot(state: AppState, run_id: str) -> dict[str, Any]:
+async def run_snapshot(state: AppState, run_id: str) -> Snapshot:
     """The run's state: folded from its log when complete, else workflow or PostgreSQL."""
     folded, whole = Folded(), False
     async for batch in state.event_log.pages(run_id):
@@ -52,32 +63,31 @@ async def run_snapshot(state: AppState, run_id: str) -> dict[str, Any]:
         run = await session.get(Run, run_id)
         message = await repo.run_message(session, run_id=run_id) if run else None
     if run is not None and run.status in FINAL_STATUSES:
-        return {
-            "status": run.status,
-            "content": message.content if message else "",
-            "toolCalls": message.tool_calls if message else [],
-            "pending": [],
-            "lastSeq": run.last_seq or 0,
-        }
+        return Snapshot(
+            status=run.status,
+            content=message.content if message else "",
+            tool_calls=message.tool_calls if message else [],
+            last_seq=run.last_seq or 0,
+        )
     try:
         live: RunState = await state.temporal.get_workflow_handle(run_id).query(
             "state", result_type=RunState
         )
     except Exception as exc:
         log.warning("run %s: no state from its workflow (%s)", run_id, exc)
-        return {"status": "running", "content": "", "toolCalls": [], "pending": [], "lastSeq": 0}
-    return {
-        "status": live.status,
-        "content": live.content,
-        "toolCalls": live.tool_calls,
-        "pending": live.pending,
-        "lastSeq": live.last_seq,
-    }
+        return Snapshot()
+    return Snapshot(
+        status=live.status,
+        content=live.content,
+        tool_calls=live.tool_calls,
+        pending=live.pending,
+        last_seq=live.last_seq,
+    )
 
 
-def _snapshot_frame(run_id: str, seq: int, data: dict[str, Any]) -> str:
-    data = {**data, "lastSeq": seq}
-    return encode_frame({"type": EV_SNAPSHOT, "seq": seq, "runId": run_id, "data": data})
+def _snapshot_frame(run_id: str, seq: int, snapshot: Snapshot) -> str:
+    data = msgspec.structs.replace(snapshot, last_seq=seq)
+    return encode_frame(SnapshotEvent(data, seq=seq, run_id=run_id))
 
 
 async def run_frames(
@@ -110,7 +120,7 @@ async def _frames(state: AppState, run_id: str, *, after: int, ping_s: float) ->
                 for frame in await _deliver(state, run_id, entry, last):
                     yield frame
                 last = entry.seq
-                if entry.event.get("type") == EV_DONE:
+                if entry.event.get("type") == DONE:
                     return
         if not caught_up:
             frames, last, ended = await _empty_log(state, run_id, after)
@@ -128,7 +138,7 @@ async def _frames(state: AppState, run_id: str, *, after: int, ping_s: float) ->
             for frame in await _deliver(state, run_id, live, last):
                 yield frame
             last = live.seq
-            if live.event.get("type") == EV_DONE:
+            if live.event.get("type") == DONE:
                 return
     finally:
         subscription.close()
@@ -136,7 +146,7 @@ async def _frames(state: AppState, run_id: str, *, after: int, ping_s: float) ->
 
 async def _deliver(state: AppState, run_id: str, entry: LogEntry, last: int) -> list[str]:
     frames = []
-    if entry.seq > last + 1 and entry.event.get("type") != EV_SNAPSHOT:
+    if entry.seq > last + 1 and entry.event.get("type") != SNAPSHOT:
         snapshot = await run_snapshot(state, run_id)
         frames.append(_snapshot_frame(run_id, entry.seq - 1, snapshot))
     frames.append(encode_frame(entry.event))
@@ -153,19 +163,18 @@ async def _empty_log(state: AppState, run_id: str, after: int) -> tuple[list[str
         if after >= run.last_seq:
             return [], after, True  # the client has everything
         snapshot = await run_snapshot(state, run_id)
-        done = {
-            "type": EV_DONE,
-            "seq": run.last_seq,
-            "runId": run_id,
-            "data": {
-                "responseId": run.response_id,
-                "status": run.status,
-                "usage": {"inputTokens": run.input_tokens, "outputTokens": run.output_tokens},
-            },
-        }
+        done = Done(
+            DoneData(
+                response_id=run.response_id,
+                status=run.status,
+                usage=TokenUsage(input_tokens=run.input_tokens, output_tokens=run.output_tokens),
+            ),
+            seq=run.last_seq,
+            run_id=run_id,
+        )
         return [_snapshot_frame(run_id, run.last_seq - 1, snapshot), encode_frame(done)], 0, True
     snapshot = await run_snapshot(state, run_id)
-    seq = int(snapshot.get("lastSeq") or 0)
+    seq = snapshot.last_seq
     if seq > after:
         return [_snapshot_frame(run_id, seq, snapshot)], seq, False
     return [], after, False

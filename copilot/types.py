@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Event types on the wire (CONTRACT.md, "Events").
+# Event types on the wire (CONTRACT.md, "Events"): the events themselves are types in
+# ``copilot.events.model`` (its tags are the truth; tests check these names against them).
+# Kept for readers that test a JSON object's ``type``.
 EV_START = "start"
 EV_CHAT_ID = "chat_id"
 EV_TITLE_UPDATED = "title_updated"
@@ -25,6 +27,9 @@ EV_TURN_RESET = "turn_reset"
 EV_SNAPSHOT = "snapshot"
 EV_ERROR = "error"
 EV_DONE = "done"
+EV_SUBAGENT_START = "subagent_start"
+EV_SUBAGENT_END = "subagent_end"
+EV_STRUCTURED_RESULT = "structured_result"
 
 # The server tool that searches a run's tool catalog (``copilot.tools.catalog``).
 SEARCH_TOOL = "search_integration_tools"
@@ -52,7 +57,10 @@ class Usage:
 
 
 @dataclass
-class ToolSpecData:
+class ToolSpec:
+    """A tool offered to the model: a host's client tool (from the request), a server tool, a
+    catalog tool. The one spec type from the API through the workflow to the providers."""
+
     name: str
     description: str = ""
     input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
@@ -60,10 +68,32 @@ class ToolSpecData:
 
 
 @dataclass
-class ToolCallData:
+class ToolCall:
+    """One tool call, the same type everywhere: a provider's output, the workflow's state and
+    its activities' inputs, a signal from an upstream reader, the store row (``ToolCallRow``
+    maps to it).
+
+    ``id``, ``name``, ``arguments`` are in every recorded history: they keep their names.
+    The extras are set only where they mean something and default to "not set".
+    """
+
     id: str  # ours: tc_<uuid>
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    # The provider's own id (some reuse ``call_0``; Ollama has none): stays inside the
+    # provider code, never in history or events (see ``public``).
+    provider_id: str | None = None
+    # An upstream backend's call: its id there (to report the result) and its subagent.
+    upstream_id: str = ""
+    subagent: str | None = None
+
+    def public(self) -> ToolCall:
+        """This call without the provider's id, as it crosses into the workflow."""
+        return ToolCall(self.id, self.name, self.arguments, None, self.upstream_id, self.subagent)
+
+
+# One tool-call type: ``BackendToolCall`` (the upstream reader's signal) and ``ToolCallData``
+# were merged into ToolCall; recorded payloads of either decode by field name.
 
 
 @dataclass
@@ -83,7 +113,7 @@ class TurnRecord:
     """One finished LLM turn of the current run, with its tools' outcomes."""
 
     content: str
-    tool_calls: list[ToolCallData] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
     outcomes: list[ToolOutcome] = field(default_factory=list)
     # Provider-specific blocks to replay (e.g. Anthropic thinking with its signature).
     blocks: list[dict[str, Any]] = field(default_factory=list)
@@ -104,7 +134,7 @@ class ChatRunInput:
     response_id: str = ""
     user_message_id: str = ""
     run_timeout_s: int = 1800
-    client_tools: list[ToolSpecData] = field(default_factory=list)
+    client_tools: list[ToolSpec] = field(default_factory=list)
     # Sim's protocol: client tools are executed by the host, which answers with mark-complete.
     host_executed: bool = False
     # SIM_APP_URL is set: client tools are delegated to the host app over HTTP.
@@ -193,7 +223,7 @@ class StreamTurnInput:
     # frames cost no extra activity round trip.
     prelude: list[dict[str, Any]] = field(default_factory=list)
     mode: str = "agent"
-    client_tools: list[ToolSpecData] = field(default_factory=list)
+    client_tools: list[ToolSpec] = field(default_factory=list)
     offer_tools: bool = True
     prior_turns: list[TurnRecord] = field(default_factory=list)
     host_workflow_id: str | None = None
@@ -219,21 +249,10 @@ class StreamTurnResult:
     usage: Usage = field(default_factory=Usage)
     stop_reason: str = "stop"
     attempt: int = 1
-    tool_calls: list[ToolCallData] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
     blocks: list[dict[str, Any]] = field(default_factory=list)
     # Upstream backends: how many of the workflow's outbox events this attempt wrote.
     outbox_written: int = 0
-
-
-@dataclass
-class BackendToolCall:
-    """Signal from an upstream-backend reader: the upstream asks us to run this tool."""
-
-    upstream_id: str
-    id: str  # ours, derived from the upstream's
-    name: str
-    arguments: dict[str, Any] = field(default_factory=dict)
-    subagent: str | None = None
 
 
 @dataclass
@@ -353,7 +372,7 @@ class RecordToolCallsInput:
     chat_id: str
     tenant_id: str
     user_id: str
-    calls: list[ToolCallData]
+    calls: list[ToolCall]
     executors: list[str]
     host_executed: list[bool]
 

@@ -32,7 +32,7 @@ from copilot.providers.base import (
 )
 from copilot.providers.ollama_provider import OllamaProvider
 from copilot.providers.openai_provider import OpenAIProvider
-from copilot.types import ToolCallData, ToolOutcome, TurnRecord
+from copilot.types import ToolOutcome, TurnRecord
 from tests.conftest import Stack, provider_requests, scenario, sent_key
 from tests.fakes.provider import FakeProviderServer
 from tests.sse import Frame, collect
@@ -141,8 +141,8 @@ def _history(key: str, blocks: list[dict[str, Any]]) -> list[ConvMessage]:
     """A finished exchange with parallel calls, as persisted blocks, then a follow-up."""
     turn = TurnRecord(
         content="Checking both.",
-        tool_calls=[ToolCallData("tc_a", "echo", {"text": "a"}),
-                    ToolCallData("tc_b", "get_current_time", {})],
+        tool_calls=[ToolCall("tc_a", "echo", {"text": "a"}),
+                    ToolCall("tc_b", "get_current_time", {})],
         outcomes=[ToolOutcome("tc_a", "echo", "success", result={"echo": "a"}),
                   ToolOutcome("tc_b", "get_current_time", "error", error="clock broke")],
         blocks=blocks,
@@ -222,7 +222,7 @@ async def test_one_providers_turn_replays_through_every_provider(
     output, _ = await _stream(first, fake_provider, [ConvMessage("user", key)], tools=[ECHO])
     record = TurnRecord(
         content=output.content,
-        tool_calls=[ToolCallData(c.id, c.name, c.arguments) for c in output.tool_calls],
+        tool_calls=[ToolCall(c.id, c.name, c.arguments) for c in output.tool_calls],
         outcomes=[ToolOutcome(c.id, c.name, "success", result="ok") for c in output.tool_calls],
         blocks=output.blocks,
     )

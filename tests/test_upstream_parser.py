@@ -13,20 +13,34 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from copilot.events.model import from_wire, to_wire
 from copilot.providers.sse import SseDecoder, SseMessage
 from copilot.providers.upstream import (
     Action,
     Finished,
     Forward,
-    HandOff,
     MalformedFrame,
     UpstreamFailed,
     UpstreamTranslator,
     tool_call_id_for,
 )
-from copilot.types import Usage
+from copilot.types import ToolCall, Usage
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def fwd(event: dict[str, Any]) -> Forward:
+    """The Forward action the translator gives for this event as the wire shows it."""
+    typed = from_wire(event)
+    assert typed is not None, event
+    assert to_wire(typed) == event  # the typed event writes exactly this JSON
+    return Forward(typed)
+
+
+def handoff(
+    upstream_id: str, ours: str, name: str, arguments: dict[str, Any], subagent: str | None
+) -> ToolCall:
+    return ToolCall(ours, name, arguments, upstream_id=upstream_id, subagent=subagent)
 
 
 def decode_whole(raw: bytes) -> list[SseMessage]:
@@ -284,18 +298,16 @@ UPSTREAM: list[dict[str, Any] | str] = [
 FINISHED = Finished("completed", Usage(1200, 85), "resp_abc")
 
 EXPECTED_ACTIONS: list[Action] = [
-    Forward({"type": "content", "data": "Let me look ", "turn": 1}),
-    Forward({"type": "reasoning", "phase": "start"}),
-    Forward({"type": "reasoning", "data": "The user wants main.py.", "turn": 1}),
-    Forward({"type": "reasoning", "phase": "end"}),
-    Forward({"type": "content", "data": "at that file.\n", "turn": 1}),
-    Forward({"type": "tool_generating", "toolCallId": OURS_READ, "toolName": "read_file"}),
-    HandOff("toolu_01", OURS_READ, "read_file", {"path": "src/main.py"}, None),
-    Forward({"type": "content", "data": "It prints hi. ", "turn": 2}),
-    Forward(
-        {"type": "tool_generating", "toolCallId": OURS_SEARCH, "toolName": "search_documentation"}
-    ),
-    Forward(
+    fwd({"type": "content", "data": "Let me look ", "turn": 1}),
+    fwd({"type": "reasoning", "phase": "start"}),
+    fwd({"type": "reasoning", "data": "The user wants main.py.", "turn": 1}),
+    fwd({"type": "reasoning", "phase": "end"}),
+    fwd({"type": "content", "data": "at that file.\n", "turn": 1}),
+    fwd({"type": "tool_generating", "toolCallId": OURS_READ, "toolName": "read_file"}),
+    handoff("toolu_01", OURS_READ, "read_file", {"path": "src/main.py"}, None),
+    fwd({"type": "content", "data": "It prints hi. ", "turn": 2}),
+    fwd({"type": "tool_generating", "toolCallId": OURS_SEARCH, "toolName": "search_documentation"}),
+    fwd(
         {
             "type": "tool_call",
             "toolCallId": OURS_SEARCH,
@@ -310,8 +322,8 @@ EXPECTED_ACTIONS: list[Action] = [
             },
         }
     ),
-    Forward({"type": "tool_status", "toolCallId": OURS_SEARCH, "status": "executing"}),
-    Forward(
+    fwd({"type": "tool_status", "toolCallId": OURS_SEARCH, "status": "executing"}),
+    fwd(
         {
             "type": "tool_result",
             "toolCallId": OURS_SEARCH,
@@ -327,12 +339,12 @@ EXPECTED_ACTIONS: list[Action] = [
             },
         }
     ),
-    Forward({"type": "subagent_start", "subagent": "research"}),
-    Forward({"type": "content", "data": "Digging in…", "turn": 2, "subagent": "research"}),
-    Forward({"type": "subagent_end", "subagent": "research"}),
-    Forward({"type": "content", "data": "Done ✅", "turn": 2}),
-    Forward({"type": "structured_result", "data": {"summary": "ok", "files": ["src/main.py"]}}),
-    Forward({"type": "title_updated", "title": "Reading main.py"}),
+    fwd({"type": "subagent_start", "subagent": "research"}),
+    fwd({"type": "content", "data": "Digging in…", "turn": 2, "subagent": "research"}),
+    fwd({"type": "subagent_end", "subagent": "research"}),
+    fwd({"type": "content", "data": "Done ✅", "turn": 2}),
+    fwd({"type": "structured_result", "data": {"summary": "ok", "files": ["src/main.py"]}}),
+    fwd({"type": "title_updated", "title": "Reading main.py"}),
     FINISHED,
 ]
 
@@ -401,7 +413,7 @@ def test_realistic_stream_any_chunking(data: st.DataObject) -> None:
     translator = UpstreamTranslator(run_id=RUN_ID)
     actions = translate(decode_pieces(split_at(raw, cuts)), translator)
     assert actions == EXPECTED_ACTIONS
-    handoffs = [a for a in actions if isinstance(a, HandOff)]
+    handoffs = [a for a in actions if isinstance(a, ToolCall)]
     assert [h.upstream_id for h in handoffs] == ["toolu_01"]
     assert translator.content == EXPECTED_CONTENT
     assert "Digging in" not in translator.content
@@ -444,7 +456,7 @@ def test_malformed_frame_mid_stream_propagates_after_earlier_actions() -> None:
     raw = b'data: {"type": "content", "data": "ok"}\n\ndata: {"type": "cont\n\n'
     translator = UpstreamTranslator(run_id=RUN_ID)
     good, bad = decode_whole(raw)
-    assert translator.handle(good) == [Forward({"type": "content", "data": "ok", "turn": 1})]
+    assert translator.handle(good) == [fwd({"type": "content", "data": "ok", "turn": 1})]
     with pytest.raises(MalformedFrame, match=r"malformed frame .*'\{\"type\": \"cont'"):
         translator.handle(bad)
     assert translator.finished is None
@@ -538,7 +550,7 @@ def test_stream_without_done_is_not_finished() -> None:
     )
     translator = UpstreamTranslator(run_id=RUN_ID)
     actions = translate(decode_whole(raw), translator)
-    assert actions == [Forward({"type": "content", "data": "partial answer", "turn": 1})]
+    assert actions == [fwd({"type": "content", "data": "partial answer", "turn": 1})]
     assert translator.finished is None
     assert translator.content == "partial answer"
 
@@ -548,7 +560,7 @@ def test_turn_reset_drops_that_turns_text() -> None:
     translator.handle(msg({"type": "content", "turn": 1, "data": "first turn. "}))
     translator.handle(msg({"type": "content", "turn": 2, "data": "draft that failed"}))
     reset = translator.handle(msg({"type": "turn_reset", "turn": 2, "attempt": 3}))
-    assert reset == [Forward({"type": "turn_reset", "turn": 2, "attempt": 3})]
+    assert reset == [fwd({"type": "turn_reset", "turn": 2, "attempt": 3})]
     assert translator.content == "first turn. "
     translator.handle(msg({"type": "content", "data": "retried text"}))
     assert translator.content == "first turn. retried text"
@@ -558,9 +570,7 @@ def test_turn_reset_drops_that_turns_text() -> None:
 def test_subagent_content_is_forwarded_but_not_answer_text() -> None:
     translator = UpstreamTranslator(run_id=RUN_ID)
     actions = translator.handle(msg({"type": "content", "subagent": "plan", "data": "thinking"}))
-    assert actions == [
-        Forward({"type": "content", "data": "thinking", "turn": 1, "subagent": "plan"})
-    ]
+    assert actions == [fwd({"type": "content", "data": "thinking", "turn": 1, "subagent": "plan"})]
     assert translator.content == ""
     assert sorted(translator.text) == []
 
@@ -582,7 +592,7 @@ def test_handoff_once_per_upstream_id_even_without_partial() -> None:
     first = translator.handle(msg(call))
     ours = tool_call_id_for("run_a", "u1")
     assert first == [
-        Forward(
+        fwd(
             {
                 "type": "tool_generating",
                 "toolCallId": ours,
@@ -590,7 +600,7 @@ def test_handoff_once_per_upstream_id_even_without_partial() -> None:
                 "subagent": "build",
             }
         ),
-        HandOff("u1", ours, "edit_workflow", {"ops": [1]}, "build"),
+        handoff("u1", ours, "edit_workflow", {"ops": [1]}, "build"),
     ]
     assert translator.handle(msg(call)) == []
     # A partial announcement after the full call changes nothing either.
@@ -608,11 +618,11 @@ def test_partial_tool_call_only_announces_generation() -> None:
     partial = {"type": "tool_call", "data": {"id": "p1", "name": "run_code", "partial": True}}
     ours = tool_call_id_for(RUN_ID, "p1")
     assert translator.handle(msg(partial)) == [
-        Forward({"type": "tool_generating", "toolCallId": ours, "toolName": "run_code"})
+        fwd({"type": "tool_generating", "toolCallId": ours, "toolName": "run_code"})
     ]
     assert translator.handle(msg(partial)) == []
     full = {"type": "tool_call", "data": {"id": "p1", "name": "run_code", "input": {"x": 1}}}
-    assert translator.handle(msg(full)) == [HandOff("p1", ours, "run_code", {"x": 1}, None)]
+    assert translator.handle(msg(full)) == [handoff("p1", ours, "run_code", {"x": 1}, None)]
 
 
 def test_respond_tools_and_server_tools_are_upstream_owned() -> None:
@@ -622,16 +632,16 @@ def test_respond_tools_and_server_tools_are_upstream_owned() -> None:
         "data": {"id": "r1", "name": "research_respond", "arguments": {"answer": "x"}},
     }
     actions = translator.handle(msg(respond))
-    assert not any(isinstance(a, HandOff) for a in actions)
+    assert not any(isinstance(a, ToolCall) for a in actions)
     ours = tool_call_id_for(RUN_ID, "r1")
     assert isinstance(actions[-1], Forward)
-    assert actions[-1].event["type"] == "tool_call"
-    assert actions[-1].event["toolCallId"] == ours
-    assert actions[-1].event["data"]["executor"] == "server"
+    assert to_wire(actions[-1].event)["type"] == "tool_call"
+    assert to_wire(actions[-1].event)["toolCallId"] == ours
+    assert to_wire(actions[-1].event)["data"]["executor"] == "server"
     assert translator.handle(msg(respond)) == []  # repeated: not shown twice
     error = {"type": "tool_error", "toolCallId": "r1", "data": {"error": "quota exceeded"}}
     assert translator.handle(msg(error)) == [
-        Forward(
+        fwd(
             {
                 "type": "tool_error",
                 "toolCallId": ours,
@@ -643,5 +653,5 @@ def test_respond_tools_and_server_tools_are_upstream_owned() -> None:
     failed = {"type": "tool_result", "toolCallId": "r1", "data": {"success": False}}
     (result,) = translator.handle(msg(failed))
     assert isinstance(result, Forward)
-    assert result.event["success"] is False
-    assert result.event["toolCallId"] == ours
+    assert to_wire(result.event)["success"] is False
+    assert to_wire(result.event)["toolCallId"] == ours

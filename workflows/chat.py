@@ -27,13 +27,13 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from copilot.events.model import PendingCall, to_wire
     from copilot.types import (
         RUN_ABORTED,
         RUN_COMPLETED,
         RUN_RUNNING,
         AbortInput,
         AbortResult,
-        BackendToolCall,
         ChatRunInput,
         ChatRunResult,
         DecisionInput,
@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         OutboxBatch,
         OutboxPoll,
         RunState,
+        ToolCall,
         ToolOutcome,
         TurnRecord,
     )
@@ -191,7 +192,7 @@ class ChatWorkflow:
             self._ctx.host_detached = True
 
     @workflow.signal
-    def backend_tool_call(self, call: BackendToolCall) -> None:
+    def backend_tool_call(self, call: ToolCall) -> None:
         self._upstream.on_tool_call(call)
 
     @workflow.update
@@ -212,12 +213,14 @@ class ChatWorkflow:
     def state(self) -> RunState:
         ctx = self._ctx
         pending = [
-            {
-                "id": t.call.id,
-                "name": t.call.name,
-                "arguments": t.call.arguments,
-                "waiting": "decision" if t.waiting_decision else "host",
-            }
+            to_wire(
+                PendingCall(
+                    id=t.call.id,
+                    name=t.call.name,
+                    arguments=t.call.arguments,
+                    waiting="decision" if t.waiting_decision else "host",
+                )
+            )
             for t in ctx.tools.values()
             if t.waiting_decision or t.waiting_host
         ]

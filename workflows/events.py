@@ -10,6 +10,7 @@ its activity owns the log.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -17,13 +18,21 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from copilot.activity_defs import EventActivityDefs
+    from copilot.events.model import (
+        AnyEvent,
+        BaseEvent,
+        ChatId,
+        Start,
+        StartData,
+        ToolCallEvent,
+        ToolCallInfo,
+        ToolError,
+        ToolErrorData,
+        ToolResult,
+        ToolStatus,
+        to_wire,
+    )
     from copilot.types import (
-        EV_CHAT_ID,
-        EV_START,
-        EV_TOOL_CALL,
-        EV_TOOL_ERROR,
-        EV_TOOL_RESULT,
-        EV_TOOL_STATUS,
         ChatRunInput,
         ClaimLogInput,
         PublishEventsInput,
@@ -48,18 +57,20 @@ class EventWriter:
         self._gen += 1
         return self._gen
 
-    async def emit(self, events: list[dict[str, Any]]) -> None:
+    async def emit(self, events: Sequence[AnyEvent]) -> None:
         if not events:
             return
+        # Activities take JSON objects (recorded histories hold them): convert at the boundary.
+        wire = [to_wire(e) for e in events]
         if self.outbox is not None:
-            self.outbox.extend(events)  # the upstream reader writes them
+            self.outbox.extend(wire)  # the upstream reader writes them
             return
         async with self.lock:
             published = await self.publish(
                 PublishEventsInput(
                     run_id=self._ctx.run_id,
                     seq_start=self._ctx.seq + 1,
-                    events=events,
+                    events=wire,
                     writer_gen=self.next_gen(),
                 )
             )
@@ -85,78 +96,49 @@ class EventWriter:
 
 
 def prelude(input: ChatRunInput) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = [
-        {
-            "type": EV_START,
-            "data": {
-                "responseId": input.response_id,
-                "chatId": input.chat_id,
-                "messageId": input.user_message_id,
-                "model": input.model,
-                "provider": input.provider,
-                **({"notice": input.notice} if input.notice else {}),
-            },
-        }
-    ]
+    start = StartData(
+        response_id=input.response_id,
+        chat_id=input.chat_id,
+        message_id=input.user_message_id,
+        model=input.model,
+        provider=input.provider,
+        notice=input.notice or None,
+    )
+    events: list[BaseEvent] = [Start(start)]
     if input.new_chat:
-        # Browsers read chatId; Sim's server side reads data.chatId.
-        events.append(
-            {"type": EV_CHAT_ID, "chatId": input.chat_id, "data": {"chatId": input.chat_id}}
-        )
-    return events
+        events.append(ChatId(input.chat_id))
+    # The prelude travels in StreamTurnInput (recorded histories): as JSON objects.
+    return [to_wire(e) for e in events]
 
 
-def call_event(tool: ToolState, sim_protocol: bool) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": tool.call.id,
-        "name": tool.call.name,
-        "arguments": tool.call.arguments,
-        "executor": tool.executor,
-        "requiresConfirmation": tool.requires_confirmation,
-        "status": "pending",
-    }
-    if tool.executor == "server" and sim_protocol:
-        # Sim's code runs every complete tool_call itself ("Tool not found" for ours, then
-        # our real result dropped as a duplicate); one marked partial it records and
-        # leaves to the backend, whose tool_result then completes it.
-        data["partial"] = True
-    return {
-        "type": EV_TOOL_CALL,
-        "toolCallId": tool.call.id,
-        "toolName": tool.call.name,
-        "data": data,
-    }
+def call_event(tool: ToolState, sim_protocol: bool) -> ToolCallEvent:
+    call = tool.call
+    # Sim's code runs every complete tool_call itself ("Tool not found" for ours, then our
+    # real result dropped as a duplicate); one marked partial it records and leaves to the
+    # backend, whose tool_result then completes it.
+    data = ToolCallInfo(
+        id=call.id,
+        name=call.name,
+        arguments=call.arguments,
+        executor=tool.executor,
+        requires_confirmation=tool.requires_confirmation,
+        status="pending",
+        partial=tool.executor == "server" and sim_protocol,
+    )
+    return ToolCallEvent(call.id, call.name, data)
 
 
-def status_event(tool: ToolState, status: str) -> dict[str, Any]:
+def status_event(tool: ToolState, status: str) -> ToolStatus:
     tool.status = status
-    return {"type": EV_TOOL_STATUS, "toolCallId": tool.call.id, "status": status}
+    return ToolStatus(tool.call.id, status)
 
 
-def outcome_event(tool: ToolState, outcome: ToolOutcome) -> dict[str, Any]:
+def outcome_event(tool: ToolState, outcome: ToolOutcome) -> BaseEvent:
     tool.status = outcome.status
     call = tool.call
     if outcome.status in ("success", "background"):
-        return {
-            "type": EV_TOOL_RESULT,
-            "toolCallId": call.id,
-            "toolName": call.name,
-            "success": True,
-            "result": outcome.result,
-            "durationMs": outcome.duration_ms,
-            "data": {
-                "id": call.id,
-                "name": call.name,
-                "success": True,
-                "result": outcome.result,
-            },
-        }
+        return ToolResult(call.id, call.name, True, outcome.result, outcome.duration_ms)
     if outcome.status == "error":
-        return {
-            "type": EV_TOOL_ERROR,
-            "toolCallId": call.id,
-            "toolName": call.name,
-            "durationMs": outcome.duration_ms,
-            "data": {"id": call.id, "name": call.name, "error": outcome.error},
-        }
+        data = ToolErrorData(id=call.id, name=call.name, error=outcome.error)
+        return ToolError(call.id, call.name, data, outcome.duration_ms)
     return status_event(tool, outcome.status)

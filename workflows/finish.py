@@ -7,16 +7,20 @@ reads the chat later knows where the log ended).
 
 from __future__ import annotations
 
-from typing import Any
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from copilot.activity_defs import ChatActivityDefs
+    from copilot.events.model import (
+        BaseEvent,
+        Done,
+        DoneData,
+        ErrorEvent,
+        TitleUpdated,
+        TokenUsage,
+        to_wire,
+    )
     from copilot.types import (
-        EV_DONE,
-        EV_ERROR,
-        EV_TITLE_UPDATED,
         RUN_COMPLETED,
         ChatRunInput,
         ChatRunResult,
@@ -40,8 +44,15 @@ async def finish(
     title = None
     if input.new_chat and ctx.status == RUN_COMPLETED:
         title = _short(" ".join(input.title_hint.split()), 60) if input.title_hint else None
-    # title_updated?, error?, done: the seq ``done`` will get, known before persisting.
-    final_seq = ctx.seq + 1 + int(title is not None) + int(ctx.error is not None)
+    # The end's events first: the seq ``done`` gets is known before persisting.
+    events: list[BaseEvent] = []
+    if title:
+        events.append(TitleUpdated(title))
+    if ctx.error is not None:
+        events.append(ErrorEvent.of(ctx.error, ctx.error_code))
+    usage = TokenUsage(input_tokens=ctx.usage.input_tokens, output_tokens=ctx.usage.output_tokens)
+    events.append(Done(DoneData(response_id=input.response_id, status=ctx.status, usage=usage)))
+    final_seq = ctx.seq + len(events)
     await short_io(
         ChatActivityDefs.save_assistant_message,
         SaveAssistantMessageInput(
@@ -60,33 +71,12 @@ async def finish(
         ),
         patch="copilot-save-local",
     )
-    events: list[dict[str, Any]] = []
-    if title:
-        events.append({"type": EV_TITLE_UPDATED, "title": title})
-    if ctx.error is not None:
-        events.append(
-            {
-                "type": EV_ERROR,
-                "error": ctx.error,  # where Sim's browser reads the text it shows
-                "data": {"message": ctx.error, "code": ctx.error_code, "retryable": False},
-            }
-        )
-    events.append(
-        {
-            "type": EV_DONE,
-            "data": {
-                "responseId": input.response_id,
-                "status": ctx.status,
-                "usage": ctx.usage.to_wire(),
-            },
-        }
-    )
     async with events_out.lock:
         published = await events_out.publish(
             PublishEventsInput(
                 run_id=input.run_id,
                 seq_start=ctx.seq + 1,
-                events=events,
+                events=[to_wire(e) for e in events],
                 final=True,
                 writer_gen=events_out.next_gen(),
             )

@@ -17,13 +17,14 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from copilot import search
+    from copilot.events.model import ToolCallSummary, to_wire
     from copilot.types import (
         RUN_FAILED,
         RUN_RUNNING,
         RUN_TIMEOUT,
         ChatRunInput,
         MarkCompleteInput,
-        ToolCallData,
+        ToolCall,
         ToolOutcome,
         TurnRecord,
         Usage,
@@ -32,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
 
 @dataclass
 class ToolState:
-    call: ToolCallData
+    call: ToolCall
     executor: str  # server | client
     host_executed: bool
     requires_confirmation: bool
@@ -103,16 +104,15 @@ class RunContext:
         out = []
         for tool in self.tools.values():
             outcome = tool.outcome
-            out.append(
-                {
-                    "id": tool.call.id,
-                    "name": tool.call.name,
-                    "arguments": tool.call.arguments,
-                    "executor": tool.executor,
-                    "status": outcome.status if outcome else tool.status,
-                    "result": outcome.result if outcome else None,
-                    "error": outcome.error if outcome else None,
-                    "durationMs": outcome.duration_ms if outcome else 0,
-                }
+            summary = ToolCallSummary(
+                id=tool.call.id,
+                name=tool.call.name,
+                arguments=tool.call.arguments,
+                executor=tool.executor,
+                status=outcome.status if outcome else tool.status,
+                result=outcome.result if outcome else None,
+                error=outcome.error if outcome else None,
+                duration_ms=outcome.duration_ms if outcome else 0,
             )
+            out.append(to_wire(summary))
         return out

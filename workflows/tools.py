@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
         ExecuteToolInput,
         RecordToolCallsInput,
         SearchCatalogInput,
-        ToolCallData,
+        ToolCall,
         ToolOutcome,
         TurnRecord,
     )
@@ -69,7 +69,7 @@ class ToolSteps:
         await asyncio.gather(*(self.run(input, t) for t in tools))
         record.outcomes = [t.outcome for t in tools if t.outcome is not None]
 
-    def new(self, input: ChatRunInput, call: ToolCallData) -> ToolState:
+    def new(self, input: ChatRunInput, call: ToolCall) -> ToolState:
         client = {t.name: t for t in input.client_tools}
         searches = bool(input.tool_catalog) and call.name == SEARCH_TOOL
         is_server = (call.name in input.server_tools or searches) and call.name not in client

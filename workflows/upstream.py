@@ -25,14 +25,13 @@ with workflow.unsafe.imports_passed_through():
     from copilot.activity_defs import ToolActivityDefs, UpstreamActivityDefs
     from copilot.types import (
         RUN_COMPLETED,
-        BackendToolCall,
         ChatRunInput,
         ClaimLogInput,
         OutboxBatch,
         OutboxPoll,
         RecordToolCallsInput,
         ReportToolInput,
-        ToolCallData,
+        ToolCall,
         ToolOutcome,
         TurnRecord,
     )
@@ -129,8 +128,8 @@ class UpstreamTurn:
         self._live = live
         self._events.outbox = self._outbox if live else None
 
-    async def _tool(self, input: ChatRunInput, call: BackendToolCall) -> None:
-        data = ToolCallData(call.id, call.name, call.arguments)
+    async def _tool(self, input: ChatRunInput, call: ToolCall) -> None:
+        data = ToolCall(call.id, call.name, call.arguments)
         self._record.tool_calls.append(data)
         tool: ToolState = self._tools.new(input, data)
         known = call.name in input.server_tools or any(
@@ -195,7 +194,7 @@ class UpstreamTurn:
 
     # --- ChatWorkflow's backend_tool_call signal and backend_outbox update ----------------------
 
-    def on_tool_call(self, call: BackendToolCall) -> None:
+    def on_tool_call(self, call: ToolCall) -> None:
         input = self._ctx.input
         if input is None or not self._live or call.upstream_id in self._upstream_calls:
             return  # a repeat, or a reader that outlived its turn

@@ -103,10 +103,10 @@ async def get_run_snapshot(
     out = runs.run_summary(run)
     out.update(
         {
-            "content": snapshot["content"],
-            "lastSeq": snapshot["lastSeq"],
-            "toolCalls": snapshot["toolCalls"],
-            "pending": snapshot["pending"],
+            "content": snapshot.content,
+            "lastSeq": snapshot.last_seq,
+            "toolCalls": snapshot.tool_calls,
+            "pending": snapshot.pending,
             "streamToken": stream_token_for(
                 state,
                 principal,

@@ -17,10 +17,10 @@ from api.schemas import SimChatRequest
 from api.sse import run_frames, sse_response
 from api.state import AppState
 from copilot.errors import AppError
-from copilot.events.log import encode_frame
+from copilot.events.model import Done, DoneData, ErrorEvent, encode_frame
 from copilot.providers.registry import context_window
 from copilot.store import runs
-from copilot.types import EV_DONE, EV_ERROR, HostDetachedInput
+from copilot.types import HostDetachedInput
 
 router = APIRouter(tags=["sim"])
 log = logging.getLogger("copilot.api")
@@ -73,18 +73,11 @@ async def chat_completion_streaming(
 
 
 async def _refusal(exc: AppError) -> AsyncIterator[str]:
-    error = {
-        "type": EV_ERROR,
-        "seq": 1,
-        "error": exc.message,
-        "data": {
-            "message": exc.message,
-            "code": exc.code,
-            "status": exc.status,
-            "retryable": exc.status in (429, 503),
-        },
-    }
-    done = {"type": EV_DONE, "seq": 2, "data": {"status": "failed"}}
+    error = ErrorEvent.of(
+        exc.message, exc.code, retryable=exc.status in (429, 503), status=exc.status
+    )
+    error.seq = 1
+    done = Done(DoneData(status="failed"), seq=2)
     yield encode_frame(error) + encode_frame(done)
 
 

@@ -11,19 +11,24 @@ Used by the snapshot route and by tests that check "client text == persisted tex
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from copilot.types import (
-    EV_CONTENT,
-    EV_DONE,
-    EV_SNAPSHOT,
-    EV_TOOL_CALL,
-    EV_TOOL_ERROR,
-    EV_TOOL_RESULT,
-    EV_TOOL_STATUS,
-    EV_TURN_RESET,
+import msgspec
+
+from copilot.events.model import (
+    Content,
+    Done,
+    Event,
+    Snapshot,
+    SnapshotEvent,
+    ToolCallEvent,
+    ToolError,
+    ToolResult,
+    ToolStatus,
+    TurnReset,
+    from_wire,
 )
 
 WAITING_STATUSES = ("awaiting_confirmation",)
@@ -45,44 +50,52 @@ class Folded:
     def pending(self) -> list[dict[str, Any]]:
         return [c for c in self.tool_calls.values() if c.get("status") in WAITING_STATUSES]
 
-    def to_snapshot(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "content": self.content,
-            "toolCalls": list(self.tool_calls.values()),
-            "pending": self.pending,
-            "lastSeq": self.last_seq,
-        }
+    def to_snapshot(self) -> Snapshot:
+        return Snapshot(
+            status=self.status,
+            content=self.content,
+            tool_calls=list(self.tool_calls.values()),
+            pending=self.pending,
+            last_seq=self.last_seq,
+        )
 
 
-def fold_events(events: Iterable[dict[str, Any]], into: Folded | None = None) -> Folded:
+def fold_events(events: Iterable[Event | Mapping[str, Any]], into: Folded | None = None) -> Folded:
+    """Fold typed events, or JSON objects as the log holds them (a type this server does not
+    know, or a malformed object, counts for its seq only)."""
     state = into or Folded()
-    for event in events:
-        kind = event.get("type")
-        state.last_seq = max(state.last_seq, int(event.get("seq", 0)))
-        if kind == EV_CONTENT and "subagent" in event:
-            continue
-        if kind == EV_CONTENT:
-            state.turns.setdefault(int(event.get("turn", 1)), []).append(str(event["data"]))
-        elif kind == EV_TURN_RESET:
-            state.turns.pop(int(event["turn"]), None)
-        elif kind == EV_SNAPSHOT:
-            data = event.get("data", {})
-            state.turns.clear()
-            state.base = str(data.get("content", ""))
-            state.status = str(data.get("status", state.status))
-            state.tool_calls = {str(c["id"]): dict(c) for c in data.get("toolCalls", [])}
-        elif kind == EV_TOOL_CALL:
-            call = dict(event.get("data", {}))
-            state.tool_calls[str(call.get("id"))] = call
-        elif kind in (EV_TOOL_STATUS, EV_TOOL_RESULT, EV_TOOL_ERROR):
-            call = state.tool_calls.setdefault(str(event.get("toolCallId")), {})
-            if kind == EV_TOOL_STATUS:
-                call["status"] = event.get("status")
-            elif kind == EV_TOOL_RESULT:
-                call.update(status="success", result=event.get("result"))
-            else:
-                call.update(status="error", error=event.get("data", {}).get("error"))
-        elif kind == EV_DONE:
-            state.status = str(event.get("data", {}).get("status", "completed"))
+    for raw in events:
+        if isinstance(raw, Mapping):
+            state.last_seq = max(state.last_seq, int(raw.get("seq", 0)))
+            event = from_wire(raw)
+        else:
+            state.last_seq = max(state.last_seq, raw.seq)
+            event = raw
+        _apply(state, event)
     return state
+
+
+def _apply(state: Folded, event: object) -> None:
+    if isinstance(event, Content):
+        if event.subagent is None:
+            state.turns.setdefault(event.turn, []).append(event.data)
+    elif isinstance(event, TurnReset):
+        state.turns.pop(event.turn, None)
+    elif isinstance(event, SnapshotEvent):
+        data = event.data
+        state.turns.clear()
+        state.base = data.content
+        state.status = data.status
+        state.tool_calls = {str(c["id"]): dict(c) for c in data.tool_calls}
+    elif isinstance(event, ToolCallEvent):
+        state.tool_calls[event.data.id] = msgspec.to_builtins(event.data)
+    elif isinstance(event, ToolStatus):
+        state.tool_calls.setdefault(event.tool_call_id, {})["status"] = event.status
+    elif isinstance(event, ToolResult):
+        call = state.tool_calls.setdefault(event.tool_call_id, {})
+        call.update(status="success", result=event.result)
+    elif isinstance(event, ToolError):
+        call = state.tool_calls.setdefault(event.tool_call_id, {})
+        call.update(status="error", error=event.data.error)
+    elif isinstance(event, Done):
+        state.status = event.data.status

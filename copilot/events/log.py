@@ -16,11 +16,15 @@ whoever continues after a failed writer cannot be overtaken by it.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+
+# The frame encoder lives with the event types; importers of this module keep finding it here.
+from copilot.events.model import encode_frame as encode_frame
+from copilot.events.model import event_json, event_seq
 
 _APPEND = """
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -105,31 +109,6 @@ def writer_epoch(generation: int, attempt: int) -> int:
     return generation * 1000 + min(attempt, 999)
 
 
-# JSON leaves these raw (``ensure_ascii=False``) and SSE does not end a line on them, but
-# Python's ``str.splitlines``, httpx's ``iter_lines`` and other readers do: a model or a tool
-# writing one could forge ``id:`` / ``event:`` / ``data:`` lines. They can only occur inside
-# JSON strings, where the escaped form is the same text.
-_UNICODE_LINE_BREAKS = (("\u2028", "\\u2028"), ("\u2029", "\\u2029"), ("\x85", "\\u0085"))
-
-
-def _escape_line_breaks(data: str) -> str:
-    if data.isascii():  # O(1) in CPython: the common case costs nothing more
-        return data
-    for raw, escaped in _UNICODE_LINE_BREAKS:
-        if raw in data:
-            data = data.replace(raw, escaped)
-    return data
-
-
-def encode_frame(event: dict[str, Any]) -> str:
-    """One SSE frame for an event that already carries ``type`` and ``seq``.
-
-    Its only line breaks are the frame's own ``\\n``: any reader splits it the same way.
-    """
-    data = _escape_line_breaks(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
-    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n"
-
-
 @dataclass
 class LogEntry:
     seq: int
@@ -149,12 +128,13 @@ class EventLog:
         self,
         run_id: str,
         epoch: int,
-        events: list[dict[str, Any]],
+        events: Sequence[Any],
         *,
         check_gone: bool = False,
         outbox_mark: int | None = None,
     ) -> None:
-        """Write events (each with ``seq``) atomically under ``epoch``'s fence.
+        """Write events (each with ``seq``; typed or JSON objects) atomically under ``epoch``'s
+        fence.
 
         ``check_gone``: raise ``LogGone`` instead of writing into a log that no longer exists
         (so the writer can put a snapshot first and readers never see a silent gap).
@@ -166,8 +146,8 @@ class EventLog:
         mark = "" if outbox_mark is None else str(outbox_mark)
         argv: list[Any] = [epoch, "1" if check_gone else "0", mark]
         for event in events:
-            argv.append(event["seq"])
-            argv.append(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+            argv.append(event_seq(event))
+            argv.append(event_json(event))
         keys = [*self._keys(run_id), NOTIFY_KEY, NOTIFY_COUNT_KEY]
         result = await self._append(keys=keys, args=argv)
         if int(result) == -2:

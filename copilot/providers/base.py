@@ -26,6 +26,10 @@ import httpx
 import httpx2
 
 from copilot.attachments import Attachment
+
+# The tool types are the ground's (one type from providers to the store); re-exported here.
+from copilot.types import ToolCall as ToolCall
+from copilot.types import ToolSpec as ToolSpec
 from copilot.types import Usage
 
 if TYPE_CHECKING:
@@ -38,21 +42,6 @@ C = TypeVar("C")
 # A connection that breaks mid-stream surfaces as the transport's own error: the SDKs wrap only
 # the request itself. Current openai/anthropic SDKs ride on httpx2, older ones and ollama on httpx.
 TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
-
-
-@dataclass
-class ToolSpec:
-    name: str
-    description: str
-    input_schema: dict[str, Any]
-
-
-@dataclass
-class ToolCall:
-    id: str  # ours (tc_<uuid>), never the provider's
-    name: str
-    arguments: dict[str, Any]
-    provider_id: str | None = None
 
 
 @dataclass

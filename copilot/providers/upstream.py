@@ -9,8 +9,8 @@ tool call to the workflow and keeps reading (see ``activities/upstream.py``).
 ``UpstreamTranslator`` is the pure part: one upstream SSE message in, our actions out:
 - ``Forward``: an event for our log (content, reasoning, subagent scope, the upstream's own
   tools, titles...), already in our shapes and with our tool call ids;
-- ``HandOff``: a tool call for our workflow to execute (server tool, client tool, with
-  confirmations), then report upstream;
+- a ``ToolCall`` (with the upstream's id): a tool call for our workflow to execute (server
+  tool, client tool, with confirmations), then report upstream;
 - ``Finished``: the upstream's ``done`` (or ``[DONE]``).
 Malformed frames raise ``MalformedFrame``; an upstream ``error`` raises ``UpstreamFailed``.
 
@@ -28,11 +28,31 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from copilot.events.model import (
+    BaseEvent,
+    Content,
+    Reasoning,
+    StructuredResult,
+    SubagentEnd,
+    SubagentStart,
+    TitleUpdated,
+    ToolCallEvent,
+    ToolCallInfo,
+    ToolError,
+    ToolErrorData,
+    ToolGenerating,
+    ToolResult,
+    ToolStatus,
+    TurnReset,
+)
 from copilot.providers.base import ProviderError
 from copilot.providers.sse import SseMessage
 from copilot.types import (
     EV_CONTENT,
     EV_REASONING,
+    EV_STRUCTURED_RESULT,
+    EV_SUBAGENT_END,
+    EV_SUBAGENT_START,
     EV_TITLE_UPDATED,
     EV_TOOL_CALL,
     EV_TOOL_ERROR,
@@ -40,12 +60,9 @@ from copilot.types import (
     EV_TOOL_RESULT,
     EV_TOOL_STATUS,
     EV_TURN_RESET,
+    ToolCall,
     Usage,
 )
-
-EV_SUBAGENT_START = "subagent_start"
-EV_SUBAGENT_END = "subagent_end"
-EV_STRUCTURED_RESULT = "structured_result"
 
 # Ids of our tool calls, derived from the upstream's: the same upstream id maps to the same id
 # in every activity attempt and in the workflow, with no shared state.
@@ -75,16 +92,7 @@ class UpstreamFailed(ProviderError):
 
 @dataclass
 class Forward:
-    event: dict[str, Any]
-
-
-@dataclass
-class HandOff:
-    upstream_id: str
-    id: str  # ours
-    name: str
-    arguments: dict[str, Any]
-    subagent: str | None = None
+    event: BaseEvent
 
 
 @dataclass
@@ -94,7 +102,8 @@ class Finished:
     response_id: str | None
 
 
-Action = Forward | HandOff | Finished
+# A ``ToolCall`` action is handed to the workflow (its ``upstream_id`` set).
+Action = Forward | ToolCall | Finished
 
 
 def _is_upstream_owned(name: str, data: dict[str, Any]) -> bool:
@@ -145,7 +154,7 @@ class UpstreamTranslator:
     def _event(self, event: dict[str, Any]) -> list[Action]:
         kind = event["type"]
         data = event.get("data")
-        scope = {"subagent": event["subagent"]} if isinstance(event.get("subagent"), str) else {}
+        sub = event["subagent"] if isinstance(event.get("subagent"), str) else None
         if isinstance(event.get("turn"), int) and event["turn"] > 0:
             self.turn = event["turn"]
         if kind == "start":
@@ -155,42 +164,39 @@ class UpstreamTranslator:
             chunk = _text_of(data)
             if not chunk:
                 return []
-            if not scope:
+            if sub is None:
                 self.text.setdefault(self.turn, []).append(chunk)
-            return [Forward({"type": EV_CONTENT, "data": chunk, "turn": self.turn, **scope})]
+            return [Forward(Content(chunk, self.turn, subagent=sub))]
         if kind == EV_REASONING:
             phase = event.get("phase") or (data.get("phase") if isinstance(data, dict) else None)
             if phase in ("start", "end"):
-                return [Forward({"type": EV_REASONING, "phase": phase, **scope})]
+                return [Forward(Reasoning(phase=phase, subagent=sub))]
             chunk = _text_of(data)
             if not chunk:
                 return []
-            return [Forward({"type": EV_REASONING, "data": chunk, "turn": self.turn, **scope})]
+            return [Forward(Reasoning(data=chunk, turn=self.turn, subagent=sub))]
         if kind == EV_TURN_RESET:
             self.text.pop(self.turn, None)
-            return [
-                Forward(
-                    {"type": EV_TURN_RESET, "turn": self.turn, "attempt": event.get("attempt", 2)}
-                )
-            ]
+            return [Forward(TurnReset(self.turn, _int(event.get("attempt"), 2)))]
         if kind == EV_TOOL_GENERATING:
             upstream_id = _first_str(
                 event.get("toolCallId"), _get(data, "toolCallId"), _get(data, "id")
             )
             name = _first_str(event.get("toolName"), _get(data, "toolName"), _get(data, "name"))
-            return self._generating_event(upstream_id, name, scope)
+            return self._generating_event(upstream_id, name, sub)
         if kind == EV_TOOL_CALL:
-            return self._tool_call(event, scope)
+            return self._tool_call(event, sub)
         if kind in (EV_TOOL_STATUS, EV_TOOL_RESULT, EV_TOOL_ERROR):
-            return self._tool_progress(event, scope)
+            return self._tool_progress(event, sub)
         if kind in (EV_SUBAGENT_START, EV_SUBAGENT_END):
             name = _first_str(event.get("subagent"), _get(data, "subagent"), _get(data, "agent"))
-            return [Forward({"type": kind, "subagent": name or "subagent"})]
+            scope = SubagentStart if kind == EV_SUBAGENT_START else SubagentEnd
+            return [Forward(scope(name or "subagent"))]
         if kind == EV_STRUCTURED_RESULT:
-            return [Forward({"type": kind, "data": data if data is not None else {}, **scope})]
+            return [Forward(StructuredResult(data if data is not None else {}, subagent=sub))]
         if kind == EV_TITLE_UPDATED:
             title = _first_str(event.get("title"), _get(data, "title"))
-            return [Forward({"type": kind, "title": title})] if title else []
+            return [Forward(TitleUpdated(title))] if title else []
         if kind == "error":
             message = _first_str(
                 _get(data, "message"),
@@ -219,17 +225,15 @@ class UpstreamTranslator:
             self.response_id = rid
 
     def _generating_event(
-        self, upstream_id: str | None, name: str | None, scope: dict[str, str]
+        self, upstream_id: str | None, name: str | None, sub: str | None
     ) -> list[Action]:
         if not upstream_id or upstream_id in self._generating:
             return []
         self._generating.add(upstream_id)
         ours = tool_call_id_for(self.run_id, upstream_id)
-        return [
-            Forward({"type": EV_TOOL_GENERATING, "toolCallId": ours, "toolName": name, **scope})
-        ]
+        return [Forward(ToolGenerating(ours, name, subagent=sub))]
 
-    def _tool_call(self, event: dict[str, Any], scope: dict[str, str]) -> list[Action]:
+    def _tool_call(self, event: dict[str, Any], sub: str | None) -> list[Action]:
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
         assert isinstance(data, dict)
         upstream_id = _first_str(data.get("id"), event.get("toolCallId"))
@@ -237,7 +241,7 @@ class UpstreamTranslator:
         if not upstream_id or not name:
             raise MalformedFrame(f"{self.label} sent a tool_call without an id or a name")
         if data.get("partial") is True:
-            return self._generating_event(upstream_id, name, scope)
+            return self._generating_event(upstream_id, name, sub)
         if upstream_id in self._handed or upstream_id in self._owned:
             return []  # a repeat (the upstream replayed its stream): never run a call twice
         arguments = data.get("arguments", data.get("input", {}))
@@ -251,34 +255,24 @@ class UpstreamTranslator:
         if not isinstance(arguments, dict):
             arguments = {"value": arguments}
         ours = tool_call_id_for(self.run_id, upstream_id)
-        actions: list[Action] = list(self._generating_event(upstream_id, name, scope))
+        actions: list[Action] = list(self._generating_event(upstream_id, name, sub))
         if _is_upstream_owned(name, data):
             self._owned.add(upstream_id)
-            actions.append(
-                Forward(
-                    {
-                        "type": EV_TOOL_CALL,
-                        "toolCallId": ours,
-                        "toolName": name,
-                        **scope,
-                        "data": {
-                            "id": ours,
-                            "name": name,
-                            "arguments": arguments,
-                            "executor": "server",
-                            "requiresConfirmation": False,
-                            "status": str(data.get("status") or "executing"),
-                        },
-                    }
-                )
+            info = ToolCallInfo(
+                id=ours,
+                name=name,
+                arguments=arguments,
+                executor="server",
+                requires_confirmation=False,
+                status=str(data.get("status") or "executing"),
             )
+            actions.append(Forward(ToolCallEvent(ours, name, info, subagent=sub)))
             return actions
         self._handed.add(upstream_id)
-        subagent = scope.get("subagent")
-        actions.append(HandOff(upstream_id, ours, name, arguments, subagent))
+        actions.append(ToolCall(ours, name, arguments, upstream_id=upstream_id, subagent=sub))
         return actions
 
-    def _tool_progress(self, event: dict[str, Any], scope: dict[str, str]) -> list[Action]:
+    def _tool_progress(self, event: dict[str, Any], sub: str | None) -> list[Action]:
         """Progress of a tool: the upstream's own ones are shown; ours are reported by our
         workflow (the upstream echoes our results back, which would show them twice)."""
         data = event.get("data")
@@ -292,37 +286,16 @@ class UpstreamTranslator:
         name = _first_str(event.get("toolName"), _get(data, "name"))
         if kind == EV_TOOL_STATUS:
             status = _first_str(event.get("status"), _get(data, "status")) or "executing"
-            return [Forward({"type": kind, "toolCallId": ours, "status": status, **scope})]
+            return [Forward(ToolStatus(ours, status, subagent=sub))]
         if kind == EV_TOOL_RESULT:
             result = event.get("result", _get(data, "result"))
             success = event.get("success", _get(data, "success"))
+            duration = _int(event.get("durationMs"), 0)
             ok = success is not False
-            return [
-                Forward(
-                    {
-                        "type": kind,
-                        "toolCallId": ours,
-                        "toolName": name,
-                        "success": ok,
-                        "result": result,
-                        "durationMs": event.get("durationMs", 0),
-                        **scope,
-                        "data": {"id": ours, "name": name, "success": ok, "result": result},
-                    }
-                )
-            ]
+            return [Forward(ToolResult(ours, name, ok, result, duration, subagent=sub))]
         error = _first_str(_get(data, "error"), event.get("error")) or "the tool failed"
-        return [
-            Forward(
-                {
-                    "type": kind,
-                    "toolCallId": ours,
-                    "toolName": name,
-                    **scope,
-                    "data": {"id": ours, "name": name, "error": error},
-                }
-            )
-        ]
+        info = ToolErrorData(id=ours, name=name, error=error)
+        return [Forward(ToolError(ours, name, info, subagent=sub))]
 
 
 def _get(data: Any, key: str) -> Any:
@@ -334,6 +307,13 @@ def _first_str(*values: Any) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def _int(value: Any, default: int) -> int:
+    """A count from the upstream (typed events take ints only; a float is cut, else default)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return int(value)
 
 
 def _text_of(data: Any) -> str:

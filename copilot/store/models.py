@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from copilot.types import ToolCall
+
 
 class Base(DeclarativeBase):
     pass
@@ -192,6 +194,33 @@ class ToolCallRow(Base):
     executor: Mapped[str] = mapped_column(String(16), nullable=False)
     host_executed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = _now()
+
+    @staticmethod
+    def values_for(
+        call: ToolCall,
+        *,
+        run_id: str,
+        chat_id: str,
+        tenant_id: str,
+        user_id: str,
+        executor: str,
+        host_executed: bool,
+    ) -> dict[str, Any]:
+        """The row's columns for a call (an insert's values: rows are written in bulk)."""
+        return {
+            "id": call.id,
+            "run_id": run_id,
+            "chat_id": chat_id,
+            "tenant_id": tenant_id,
+            "user_id": user_id,
+            "name": call.name,
+            "executor": executor,
+            "host_executed": host_executed,
+        }
+
+    def to_call(self) -> ToolCall:
+        """The call this row locates. Its arguments are not stored (the workflow holds them)."""
+        return ToolCall(id=self.id, name=self.name)
 
 
 class ToolCatalog(Base):
