@@ -129,17 +129,22 @@ async def _frames(state: AppState, run_id: str, *, after: int, ping_s: float) ->
             if ended:
                 return
         while True:
-            live = await subscription.get(ping_s)
-            if live is None:
+            first = await subscription.get(ping_s)
+            if first is None:
                 yield ": ping\n\n"
                 continue
-            if live.seq <= last:
-                continue  # already sent during catch-up
-            for frame in await _deliver(state, run_id, live, last):
-                yield frame
-            last = live.seq
-            if live.event.get("type") == DONE:
-                return
+            # Everything that arrived together goes out in one write (one send per wake-up).
+            out: list[str] = []
+            for live in [first, *subscription.ready()]:
+                if live.seq <= last:
+                    continue  # already sent during catch-up
+                out.extend(await _deliver(state, run_id, live, last))
+                last = live.seq
+                if live.event.get("type") == DONE:
+                    yield "".join(out)
+                    return
+            if out:
+                yield "".join(out)
     finally:
         subscription.close()
 

@@ -49,10 +49,20 @@ class Subscription:
         self.queue = queue
 
     async def get(self, wait_s: float) -> LogEntry | None:
+        """The next entry, waiting up to ``wait_s`` (None: nothing came)."""
+        if not self.queue.empty():
+            return self.queue.get_nowait()  # no timer, no task: the common case under load
         try:
             return await asyncio.wait_for(self.queue.get(), wait_s)
         except TimeoutError:
             return None
+
+    def ready(self) -> list[LogEntry]:
+        """Whatever has already arrived, without waiting."""
+        entries = []
+        while not self.queue.empty():
+            entries.append(self.queue.get_nowait())
+        return entries
 
     def close(self) -> None:
         self._hub._unfollow(self.run_id, self.queue)
