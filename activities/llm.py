@@ -77,8 +77,12 @@ class LlmActivities(LlmActivityDefs):
         first_seq = await writer.resume_point(info.heartbeat_details)
         continues = input.sim_protocol and info.attempt > 1
         # The first frames and the history load are independent: overlap them (TTFT).
-        _, messages = await asyncio.gather(
-            writer.open(first_seq, reset=not continues), self._conversation(input)
+        # The first frames, the history and the credentials are independent: overlap them
+        # (time to first token). A credentials failure is raised below, as the turn's error.
+        _, messages, credentials = await asyncio.gather(
+            writer.open(first_seq, reset=not continues),
+            self._conversation(input),
+            self._credentials_or_error(input),
         )
         provider = self._providers.get(input.provider)
         shown = Shown()
@@ -108,7 +112,7 @@ class LlmActivities(LlmActivityDefs):
                 request = TurnRequest(
                     model=input.model,
                     messages=messages,
-                    credentials=await self._credentials(input),
+                    credentials=_raise_if_error(credentials),
                     system=_system_prompt(input),
                     tools=await self._offered_tools(input) if provider.supports_tools else [],
                     timeout_s=self._timeout_s,
@@ -176,6 +180,12 @@ class LlmActivities(LlmActivityDefs):
         messages.extend(blocks_to_conversation("assistant", turns_to_blocks(input.prior_turns), ""))
         return messages
 
+    async def _credentials_or_error(self, input: StreamTurnInput) -> Credentials | ProviderError:
+        try:
+            return await self._credentials(input)
+        except ProviderError as exc:
+            return exc
+
     async def _credentials(self, input: StreamTurnInput) -> Credentials:
         """The user's own key for the provider (decrypted only here), else the server's.
 
@@ -220,6 +230,12 @@ class LlmActivities(LlmActivityDefs):
                     code="provider_url_refused",
                 ) from None
         return Credentials(api_key=api_key, base_url=row.base_url or env.base_url)
+
+
+def _raise_if_error(credentials: Credentials | ProviderError) -> Credentials:
+    if isinstance(credentials, ProviderError):
+        raise credentials
+    return credentials
 
 
 def _system_prompt(input: StreamTurnInput) -> str:
