@@ -108,7 +108,7 @@ class TurnEvents:
             events = self._flush_held() + ([] if self._reasoning else [self._phase("start")])
             self._reasoning = True
             events.append(self._reasoning_text(delta.text))
-            await self._writer.write(events, text=self._written_text(events))
+            self._writer.write_soon(events, text=self._written_text(events))
             return
         events = self._end_reasoning()
         if delta.kind == "content":
@@ -122,7 +122,9 @@ class TurnEvents:
         elif delta.kind == "tool_generating":
             events = self._flush_held() + events
             events.append(ToolGenerating(delta.tool_call_id, delta.tool_name, turn))
-        await self._writer.write(events, text=self._written_text(events))
+        # Not waiting for the append: the provider's next delta is read meanwhile, and the
+        # deltas that pile up go out together (close() waits for all of them).
+        self._writer.write_soon(events, text=self._written_text(events))
 
     async def close(self) -> None:
         """The turn's stream ended: what is held back, then close an open thinking block."""

@@ -43,6 +43,11 @@ class TurnWriter:
         # Deltas and the workflow's outbox are written by two tasks: one at a time, or a
         # later seq could reach Redis first and the earlier one would be refused.
         self._lock = asyncio.Lock()
+        # Deltas that arrive while a write is in flight wait here and go out as one append
+        # (``write_soon``): under load, one round trip carries many tokens.
+        self._pending: list[tuple[Sequence[AnyEvent], str]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
 
     async def resume_point(self, details: Any) -> int:
         """The first seq this attempt may write: after anything an earlier attempt wrote.
@@ -88,11 +93,51 @@ class TurnWriter:
     async def write(
         self, events: Sequence[AnyEvent], *, text: str = "", outbox_mark: int | None = None
     ) -> None:
-        """Append events; ``text`` is answer text they carry (kept for a re-seed)."""
+        """Append events once everything before them is written; ``text`` is answer text
+        they carry (kept for a re-seed)."""
+        await self.drain()
         if not events:
             return
         async with self._lock:
             await self._write_locked(events, text, outbox_mark)
+
+    def write_soon(self, events: Sequence[AnyEvent], *, text: str = "") -> None:
+        """Queue events behind the write in flight, if any, without waiting for it: what
+        queues meanwhile goes out as one append. Order is kept; a failed write is raised by
+        the next ``write_soon``, ``write`` or ``drain``."""
+        if self._failure is not None:
+            raise self._failure
+        if not events:
+            return
+        self._pending.append((events, text))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+
+    async def drain(self) -> None:
+        """Wait until every queued event is written (raising a failed write's error)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+        if self._failure is not None:
+            raise self._failure
+
+    def abandon(self) -> None:
+        """This attempt is over (cancelled): queued events are not written."""
+        self._pending.clear()
+        if self._flusher is not None:
+            self._flusher.cancel()
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                events = [event for part, _ in batch for event in part]
+                async with self._lock:
+                    await self._write_locked(events, "".join(t for _, t in batch), None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # WriterFenced, Redis errors: the attempt's next step raises it
+            self._failure = exc
+            self._pending.clear()
 
     async def _write_locked(
         self, events: Sequence[AnyEvent], text: str, outbox_mark: int | None
@@ -166,6 +211,17 @@ async def heartbeating(writer: TurnWriter) -> AsyncIterator[None]:
     task = asyncio.create_task(loop())
     try:
         yield
+    except asyncio.CancelledError:
+        writer.abandon()  # the attempt was cancelled: nothing more of it is written
+        raise
+    except BaseException:
+        # A failed stream (the provider's error is what counts): what it said so far still
+        # reaches the log, so clients and a retry see it.
+        with contextlib.suppress(Exception):
+            await writer.drain()
+        raise
+    else:
+        await writer.drain()
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
