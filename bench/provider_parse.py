@@ -60,9 +60,10 @@ def anthropic_body(n: int) -> list[bytes]:
     def event(kind: str, **data: Any) -> bytes:
         return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
 
-    message = {"id": "msg_01AbCdEf", "type": "message", "role": "assistant",
-               "model": "claude-bench", "content": [], "stop_reason": None,
-               "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 1}}  # fmt: skip
+    usage = {"input_tokens": 12, "output_tokens": 1}
+    message: dict[str, Any] = {"id": "msg_01AbCdEf", "type": "message", "role": "assistant",
+                               "model": "claude-bench", "content": [], "stop_reason": None,
+                               "stop_sequence": None, "usage": usage}  # fmt: skip
     out = [event("message_start", message=message), event("ping")]
     out.append(event("content_block_start", index=0, content_block={"type": "text", "text": ""}))
     out += [
@@ -70,10 +71,8 @@ def anthropic_body(n: int) -> list[bytes]:
         for i in range(n)
     ]
     out.append(event("content_block_stop", index=0))
-    out.append(
-        event("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None},
-              usage={"output_tokens": n})  # fmt: skip
-    )
+    stop = {"stop_reason": "end_turn", "stop_sequence": None}
+    out.append(event("message_delta", delta=stop, usage={"output_tokens": n}))
     out.append(event("message_stop"))
     return out
 
@@ -184,7 +183,7 @@ async def main_async(chunks: int, rounds: int) -> None:
     for name, sdk, raw in cases:
         sdk_us = await cpu_us_per_chunk(sdk, chunks, rounds)
         raw_us = await cpu_us_per_chunk(raw, chunks, rounds)
-        print(f"{name:<10} {sdk_us:>12.2f} {raw_us:>10.2f} {sdk_us / raw_us:>6.2f}×")
+        print(f"{name:<10} {sdk_us:>12.2f} {raw_us:>10.2f} {sdk_us / raw_us:>6.2f}x")
 
 
 def main() -> None:
