@@ -7,8 +7,11 @@ them, unchanged, in the assistant message of a tool-use loop, so the next turn r
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx2
+import orjson
 
 from copilot.attachments import IMAGE_TYPES, PDF, Attachment
 from copilot.providers.base import (
@@ -28,6 +31,7 @@ from copilot.providers.base import (
     parse_retry_after,
     status_error,
 )
+from copilot.providers.sse import SseDecoder
 from copilot.types import Usage
 
 if TYPE_CHECKING:
@@ -216,97 +220,151 @@ class AnthropicProvider(Provider):
         import anthropic
 
         client = self._client(request)
-        blocks: dict[int, _Block] = {}
-        calls: list[ToolCall] = []
-        usage = Usage()
-        stop_reason: str | None = None
-        stopped = False
+        turn = _Turn(self, emit)
         try:
-            stream = await client.messages.create(**self._params(request))
-            async with stream:
-                async for event in stream:
-                    if event.type == "message_start":
-                        usage = _usage(event.message.usage, usage)
-                    elif event.type == "content_block_start":
-                        block = event.content_block
-                        blocks[event.index] = current = _Block(block.type, block.model_dump())
-                        if block.type == "tool_use":
-                            current.call = ToolCall(
-                                id=self._new_tool_id(),
-                                name=block.name,
-                                arguments={},
-                                provider_id=block.id,
-                            )
-                            calls.append(current.call)
-                            await emit(
-                                Delta(
-                                    kind="tool_generating",
-                                    tool_name=block.name,
-                                    tool_index=len(calls) - 1,
-                                    tool_call_id=current.call.id,
-                                )
-                            )
-                        elif block.type == "text" and block.text:
-                            current.parts.append(block.text)
-                            await emit(Delta(kind="content", text=block.text))
-                    elif event.type == "content_block_delta":
-                        await self._delta(blocks.get(event.index), event.delta, emit)
-                    elif event.type == "message_delta":
-                        stop_reason = event.delta.stop_reason or stop_reason
-                        usage = _usage(event.usage, usage)
-                    elif event.type == "message_stop":
-                        stopped = True
+            create = client.messages.with_streaming_response.create
+            async with create(**self._params(request)) as resp:
+                # The SDK checked the status (an error status raised on entering); the body
+                # is read raw, as plain dicts, not the SDK's event objects (issue 17).
+                decoder = SseDecoder()
+                async for raw in resp.http_response.aiter_bytes():
+                    if turn.stopped:
+                        continue  # drained to the end, so the connection goes back to the pool
+                    for message in decoder.feed(raw):
+                        if message.event == "error":
+                            raise self._stream_error(message.data, resp.headers)
+                        # As the SDK: pings, nameless events and empty data carry nothing.
+                        if message.event not in ("ping", "message") and message.data:
+                            await turn.event(orjson.loads(message.data))
         except anthropic.APIStatusError as exc:
             raise self._status_error(exc) from None
         except (anthropic.APIConnectionError, anthropic.APITimeoutError) as exc:
             raise self.unreachable(exc) from None
-        except (anthropic.APIError, *TRANSPORT_ERRORS, ValueError) as exc:
+        except (anthropic.APIError, *TRANSPORT_ERRORS, *_MALFORMED) as exc:
+            # Mid-stream transport errors as well: the SDK's stream never wrapped those.
             raise self.malformed(exc) from None
-        if not stopped:
+        if not turn.stopped:
             raise self.cut_short("message_stop")
-        ordered = [blocks[i] for i in sorted(blocks)]
+        ordered = [turn.blocks[i] for i in sorted(turn.blocks)]
         for done in ordered:
             if done.call is not None:
                 done.call.arguments = _arguments(done, self.label)
         return TurnOutput(
             content="".join("".join(b.parts) for b in ordered if b.kind == "text"),
-            tool_calls=calls,
+            tool_calls=turn.calls,
             reasoning="".join("".join(b.parts) for b in ordered if b.kind == "thinking"),
             blocks=[kept for b in ordered if (kept := _kept(b)) is not None],
-            usage=usage,
-            stop_reason="tool_use" if calls else _stop_reason(stop_reason),
+            usage=turn.usage,
+            stop_reason="tool_use" if turn.calls else _stop_reason(turn.stop_reason),
         )
-
-    async def _delta(self, block: _Block | None, delta: Any, emit: Emit) -> None:
-        if block is None:
-            raise ProviderError(
-                f"{self.label} sent a delta for a content block it never started.", retryable=True
-            )
-        if delta.type == "text_delta":
-            block.parts.append(delta.text)
-            await emit(Delta(kind="content", text=delta.text))
-        elif delta.type == "thinking_delta":
-            block.parts.append(delta.thinking)
-            await emit(Delta(kind="reasoning", text=delta.thinking))
-        elif delta.type == "signature_delta":
-            block.signature += delta.signature
-        elif delta.type == "input_json_delta":
-            block.parts.append(delta.partial_json)
 
     def _status_error(self, exc: anthropic.APIStatusError) -> ProviderError:
         body = exc.body if isinstance(exc.body, dict) else {}
         err = body.get("error")
         if not isinstance(err, dict):
             err = {}
-        status = exc.status_code
-        if status < 300:  # an ``error`` event inside a 200 stream
-            status = _ERROR_STATUS.get(str(err.get("type")), 500)
         return status_error(
             self.label,
-            status,
+            exc.status_code,
             str(err.get("message") or exc.message),
             parse_retry_after(exc.response.headers.get("retry-after")),
         )
+
+    def _stream_error(self, data: str, headers: Mapping[str, str]) -> ProviderError:
+        """An ``error`` event inside a 200 stream: its type says what status it would be.
+
+        Worded as the SDK's stream worded it (it raised a status error with the parsed body).
+        """
+        try:
+            body: Any = orjson.loads(data)
+            text = f"{body}"
+        except orjson.JSONDecodeError:
+            body, text = data, data or "Error code: 200"
+        err = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(err, dict):
+            err = {}
+        return status_error(
+            self.label,
+            _ERROR_STATUS.get(str(err.get("type")), 500),
+            str(err.get("message") or text),
+            parse_retry_after(headers.get("retry-after")),
+        )
+
+
+class _Turn:
+    """One streamed turn, folded from the raw event dicts (the wire's own shape).
+
+    Dispatched on the data's ``type``, as the SDK does; unknown events and fields are ignored.
+    A frame of the wrong shape raises a type, key or attribute error: malformed.
+    """
+
+    def __init__(self, provider: AnthropicProvider, emit: Emit) -> None:
+        self._label = provider.label
+        self._new_tool_id = provider._new_tool_id
+        self._emit = emit
+        self.blocks: dict[int, _Block] = {}
+        self.calls: list[ToolCall] = []
+        self.usage = Usage()
+        self.stop_reason: str | None = None
+        self.stopped = False
+
+    async def event(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "content_block_delta":  # first: nearly every event is one
+            await self._delta(self.blocks.get(event["index"]), event["delta"])
+        elif kind == "message_start":
+            self.usage = _usage(event["message"].get("usage"), self.usage)
+        elif kind == "content_block_start":
+            await self._start(event["index"], event["content_block"])
+        elif kind == "message_delta":
+            self.stop_reason = event["delta"].get("stop_reason") or self.stop_reason
+            self.usage = _usage(event.get("usage"), self.usage)
+        elif kind == "message_stop":
+            self.stopped = True
+
+    async def _start(self, index: int, block: dict[str, Any]) -> None:
+        kind = block["type"]
+        self.blocks[index] = current = _Block(kind, block)
+        if kind == "tool_use":
+            name = block["name"]
+            current.call = ToolCall(
+                id=self._new_tool_id(), name=name, arguments={}, provider_id=block["id"]
+            )
+            self.calls.append(current.call)
+            await self._emit(
+                Delta(
+                    kind="tool_generating",
+                    tool_name=name,
+                    tool_index=len(self.calls) - 1,
+                    tool_call_id=current.call.id,
+                )
+            )
+        elif kind == "text" and (text := block.get("text")):
+            current.parts.append(text)
+            await self._emit(Delta(kind="content", text=text))
+
+    async def _delta(self, block: _Block | None, delta: dict[str, Any]) -> None:
+        if block is None:
+            raise ProviderError(
+                f"{self._label} sent a delta for a content block it never started.",
+                retryable=True,
+            )
+        kind = delta["type"]
+        if kind == "text_delta":
+            block.parts.append(delta["text"])
+            await self._emit(Delta(kind="content", text=delta["text"]))
+        elif kind == "thinking_delta":
+            block.parts.append(delta["thinking"])
+            await self._emit(Delta(kind="reasoning", text=delta["thinking"]))
+        elif kind == "signature_delta":
+            block.signature += delta["signature"]
+        elif kind == "input_json_delta":
+            block.parts.append(delta["partial_json"])
+
+
+# A body that breaks the wire format: undecodable content, a frame that is not JSON (orjson's
+# error is a ValueError), or JSON of the wrong shape (the dict walk trips over it).
+_MALFORMED = (httpx2.HTTPError, ValueError, TypeError, KeyError, AttributeError)
 
 
 _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
@@ -317,15 +375,15 @@ def _stop_reason(raw: str | None) -> str:
     return _STOP.get(raw or "end_turn", raw or "stop")
 
 
-def _usage(raw: Any, previous: Usage) -> Usage:
+def _usage(raw: dict[str, Any] | None, previous: Usage) -> Usage:
     """Anthropic reports input once (message_start) and output cumulatively (message_delta)."""
-    if raw is None:
+    if not raw:
         return previous
     inputs = sum(
-        getattr(raw, name, None) or 0
+        raw.get(name) or 0
         for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
-    outputs = getattr(raw, "output_tokens", None) or 0
+    outputs = raw.get("output_tokens") or 0
     return Usage(
         input_tokens=max(inputs, previous.input_tokens),
         output_tokens=max(outputs, previous.output_tokens),

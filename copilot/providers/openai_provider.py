@@ -6,6 +6,9 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import httpx2
+import orjson
+
 from copilot.attachments import IMAGE_TYPES, PDF
 from copilot.providers.base import (
     TRANSPORT_ERRORS,
@@ -24,6 +27,7 @@ from copilot.providers.base import (
     parse_retry_after,
     status_error,
 )
+from copilot.providers.sse import SseDecoder
 from copilot.types import Usage
 
 if TYPE_CHECKING:
@@ -179,49 +183,19 @@ class OpenAIProvider(Provider):
                 }
                 for t in request.tools
             ]
-        content: list[str] = []
-        reasoning: list[str] = []
-        tools: dict[int, _ToolAcc] = {}
-        usage = Usage()
-        finish: str | None = None
+        turn = _Turn(self._new_tool_id, emit)
         try:
-            stream = await client.chat.completions.create(**kwargs)
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = Usage(
-                        input_tokens=chunk.usage.prompt_tokens or 0,
-                        output_tokens=chunk.usage.completion_tokens or 0,
-                    )
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    extra = delta.model_extra or {}
-                    thought = extra.get("reasoning_content") or extra.get("reasoning")
-                    if isinstance(thought, str) and thought:
-                        reasoning.append(thought)
-                        await emit(Delta(kind="reasoning", text=thought))
-                    if delta.content:
-                        content.append(delta.content)
-                        await emit(Delta(kind="content", text=delta.content))
-                    for frag in delta.tool_calls or []:
-                        acc = tools.get(frag.index)
-                        if acc is None:
-                            acc = tools[frag.index] = _ToolAcc(self._new_tool_id())
-                        if frag.id:
-                            acc.id = frag.id
-                        if frag.function and frag.function.name:
-                            acc.name += frag.function.name
-                            await emit(
-                                Delta(
-                                    kind="tool_generating",
-                                    tool_name=acc.name,
-                                    tool_index=frag.index,
-                                    tool_call_id=acc.our_id,
-                                )
-                            )
-                        if frag.function and frag.function.arguments:
-                            acc.args += frag.function.arguments
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
+            async with client.chat.completions.with_streaming_response.create(**kwargs) as resp:
+                # The SDK checked the status (an error status raised on entering); the body
+                # is read raw: its pydantic chunk objects cost more CPU per token than the
+                # rest of the token's path together (issue 17), plain dicts are enough here.
+                decoder = SseDecoder()
+                async for raw in resp.http_response.aiter_bytes():
+                    if turn.done:
+                        continue  # drained to the end, so the connection goes back to the pool
+                    for message in decoder.feed(raw):
+                        if await turn.frame(message.data):
+                            break
         except openai.APIStatusError as exc:
             raise status_error(
                 self.label,
@@ -229,20 +203,110 @@ class OpenAIProvider(Provider):
                 _detail(exc),
                 parse_retry_after(exc.response.headers.get("retry-after")),
             ) from None
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+        except (openai.APIConnectionError, openai.APITimeoutError, *TRANSPORT_ERRORS) as exc:
+            # Mid-stream transport errors too: the SDK's own stream wraps them as connection
+            # errors, and this path reads the body itself.
             raise self.unreachable(exc) from None
-        except (openai.APIError, *TRANSPORT_ERRORS, ValueError) as exc:
+        except (openai.APIError, *_MALFORMED) as exc:
             raise self.malformed(exc) from None
-        if finish is None:
+        if turn.finish is None:
             raise self.cut_short("its final frame")
-        calls = [_tool_call(acc, self.label) for _, acc in sorted(tools.items())]
+        calls = [_tool_call(acc, self.label) for _, acc in sorted(turn.tools.items())]
         return TurnOutput(
-            content="".join(content),
+            content="".join(turn.content),
             tool_calls=calls,
-            reasoning="".join(reasoning),
-            usage=usage,
-            stop_reason="tool_use" if calls else finish,
+            reasoning="".join(turn.reasoning),
+            usage=turn.usage,
+            stop_reason="tool_use" if calls else turn.finish,
         )
+
+
+class _Turn:
+    """One streamed turn, folded from the raw chunk dicts (the wire's own shape).
+
+    Unknown fields are ignored, as the SDK's models ignore them; a frame whose shape is wrong
+    (a chunk that is not an object, a non-list ``choices``) raises and reads as malformed.
+    """
+
+    def __init__(self, new_tool_id: Callable[[], str], emit: Emit) -> None:
+        self._new_tool_id = new_tool_id
+        self._emit = emit
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.tools: dict[int, _ToolAcc] = {}
+        self.usage = Usage()
+        self.finish: str | None = None
+        self.done = False
+
+    async def frame(self, data: str) -> bool:
+        """Fold one ``data:`` payload; True at ``[DONE]`` (nothing after it counts)."""
+        if data.startswith("[DONE]"):
+            self.done = True
+            return True
+        chunk = orjson.loads(data)
+        if not isinstance(chunk, dict):
+            raise ValueError(f"a chunk that is not a JSON object: {data[:100]}")
+        if error := chunk.get("error"):
+            # What the SDK's stream raises (APIError) for an error inside a 200 stream.
+            message = error.get("message") if isinstance(error, dict) else None
+            if not message or not isinstance(message, str):
+                message = "An error occurred during streaming"
+            raise _StreamError(message)
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = Usage(
+                input_tokens=usage.get("prompt_tokens") or 0,
+                output_tokens=usage.get("completion_tokens") or 0,
+            )
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta")
+            if delta:
+                await self._delta(delta)
+            if finish := choice.get("finish_reason"):
+                self.finish = finish
+        return False
+
+    async def _delta(self, delta: dict[str, Any]) -> None:
+        thought = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(thought, str) and thought:
+            self.reasoning.append(thought)
+            await self._emit(Delta(kind="reasoning", text=thought))
+        if text := delta.get("content"):
+            self.content.append(text)
+            await self._emit(Delta(kind="content", text=text))
+        for frag in delta.get("tool_calls") or ():
+            index = frag.get("index") or 0
+            if not isinstance(index, int):
+                raise TypeError(f"a tool call index that is not a number: {index!r}")
+            acc = self.tools.get(index)
+            if acc is None:
+                acc = self.tools[index] = _ToolAcc(self._new_tool_id())
+            if frag_id := frag.get("id"):
+                acc.id = frag_id
+            function = frag.get("function")
+            if not function:
+                continue
+            if name := function.get("name"):
+                acc.name += name
+                await self._emit(
+                    Delta(
+                        kind="tool_generating",
+                        tool_name=acc.name,
+                        tool_index=index,
+                        tool_call_id=acc.our_id,
+                    )
+                )
+            if arguments := function.get("arguments"):
+                acc.args += arguments
+
+
+class _StreamError(Exception):
+    """An ``error`` object inside a data frame (the server failed after the 200)."""
+
+
+# A body that breaks the wire format: undecodable content, a frame that is not JSON, or JSON
+# of the wrong shape (the dict walk trips with a type or attribute error).
+_MALFORMED = (_StreamError, httpx2.HTTPError, ValueError, TypeError, AttributeError)
 
 
 def _detail(exc: openai.APIStatusError) -> str:

@@ -36,23 +36,23 @@ class SseDecoder:
             return []  # keep a pending "\r": its "\n" may still come
         if self._cr and text.startswith("\n"):
             text = text[1:]
-        self._cr = False
+        self._cr = text.endswith("\r")
+        if "\r" in text:
+            # Every line end ("\r\n", "\r", "\n") as "\n"; a "\r\n" cut between chunks is
+            # handled by ``_cr`` above. Splitting with str methods, not a loop over characters:
+            # this runs once per token of every provider stream (issue 17).
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.split("\n")
+        if len(lines) == 1:
+            self._tail += text
+            return []
+        lines[0] = self._tail + lines[0]
+        self._tail = lines.pop()
         out: list[SseMessage] = []
-        start = 0
-        for i, ch in enumerate(text):
-            if ch in "\r\n":
-                if ch == "\n" and i > 0 and text[i - 1] == "\r":
-                    start = i + 1
-                    continue
-                line = self._tail + text[start:i]
-                self._tail = ""
-                start = i + 1
-                message = self._line(line)
-                if message is not None:
-                    out.append(message)
-        if text.endswith("\r"):
-            self._cr = True
-        self._tail += text[start:]
+        for line in lines:
+            message = self._line(line)
+            if message is not None:
+                out.append(message)
         return out
 
     def close(self) -> list[SseMessage]:

@@ -15,6 +15,14 @@ key get an echo of the last user message. Turns:
     {"error": 429, "retry_after": 1, "message": "..."}  an HTTP error instead of a stream
     {"cut_after": 3, "text": "..."}                     stream dies after 3 deltas, no final frame
     {"malformed_after": 2, "text": "..."}               a non-JSON frame after 2 deltas
+    {"error_after": 2, "error_type": "...", "message": "...", "text": "..."}
+                                                        the server fails after 2 deltas, on
+                                                        the 200 (OpenAI: a data frame holding
+                                                        an ``error`` object; Anthropic: an
+                                                        ``event: error``; not Ollama)
+    {"keepalive": true, "text": "..."}                  OpenAI: a ``: keep-alive`` comment
+                                                        line before every delta (as proxies
+                                                        and OpenAI-compatible servers send)
     {"redirect": "http://127.0.0.1:PORT", "status": 307}
                                                         a redirect to that origin + this path
     {"raw_unicode": true, "text": "..."}                JSON with non-ASCII text unescaped
@@ -206,8 +214,15 @@ async def openai_chat(request: Request) -> Response:
             if "malformed_after" in turn and i >= int(turn["malformed_after"]):
                 yield "data: {not json\n\n"
                 return
+            if "error_after" in turn and i >= int(turn["error_after"]):
+                message = str(turn.get("message", "fake stream error"))
+                error = {"message": message, "type": turn.get("error_type", "server_error")}
+                yield f"data: {json.dumps({'error': error})}\n\n"
+                return
             await _pace(turn, index)
             index += 1
+            if turn.get("keepalive"):
+                yield ": keep-alive\n\n"
             yield _oa(model, {"content": piece}, raw=bool(turn.get("raw_unicode")))
         for n, call in enumerate(turn.get("tool_calls", [])):
             args = json.dumps(call.get("arguments", {}))
@@ -278,6 +293,11 @@ async def anthropic_messages(request: Request) -> Response:
                     return
                 if "malformed_after" in turn and i >= int(turn["malformed_after"]):
                     yield "event: content_block_delta\ndata: {not json\n\n"
+                    return
+                if "error_after" in turn and i >= int(turn["error_after"]):
+                    error = {"type": str(turn.get("error_type", "overloaded_error")),
+                             "message": str(turn.get("message", "Overloaded"))}  # fmt: skip
+                    yield _an("error", {"error": error})
                     return
                 await _pace(turn, index)
                 index += 1
