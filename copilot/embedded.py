@@ -469,6 +469,10 @@ def start_temporal(
     # within 50 ms waits for the next poll (start -> first activity of an empty workflow: p50
     # 51 -> 14 ms; a chat run's first content 13 ms and its end 25 ms sooner).
     argv += ["--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"]
+    # An activity the workflow schedules on its own task queue comes back in the answer to the
+    # workflow task that scheduled it (the SDK asks for that by default): no trip through
+    # matching and no poll before a model turn starts streaming.
+    argv += ["--dynamic-config-value", "system.enableActivityEagerExecution=true"]
     child = spawn("temporal", argv, log_path=data_dir / "logs" / "temporal.log")
     address = f"127.0.0.1:{port}"
     wait_until(lambda: tcp_open(port), timeout=60, what="Temporal", child=child)
