@@ -214,6 +214,7 @@ async def _start(
             auto_execute=auto,
             server_tools=sorted(state.tools.names()),
             non_idempotent_tools=state.tools.non_idempotent(),
+            confirm_server_tools=state.tools.confirming(),
             tool_heartbeat_timeout_s=settings.tool_heartbeat_timeout_s,
             confirm_always=sorted(settings.confirm_always),
             max_turns=settings.max_turns,

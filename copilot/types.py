@@ -151,6 +151,9 @@ class ChatRunInput:
     search_attributes: bool = False
     # Server tools that must not run twice: one interrupted by a crash is not retried.
     non_idempotent_tools: list[str] = field(default_factory=list)
+    # Server tools declared ``requires_confirmation``: they wait for the user's decision,
+    # unless the run auto-executes (and never on Sim's route, which never calls our confirm).
+    confirm_server_tools: list[str] = field(default_factory=list)
     # A tool activity silent this long is lost with its worker (0: runs started before it).
     tool_heartbeat_timeout_s: int = 0
     # Sim's route: events follow Sim's own client code (server tools as already handled, a

@@ -75,3 +75,33 @@ async def test_an_unavailable_tool_is_retried_and_the_worker_counts_outcomes(
     assert 'copilot_worker_tool_calls_total{executor="server",status="retried"}' in text
     assert 'copilot_worker_tool_calls_total{executor="server",status="success"}' in text
     assert "copilot_worker_provider_time_to_first_token_seconds_count" in text
+
+
+async def test_a_server_tool_declared_requires_confirmation_waits_for_the_user(
+    tools_stack: Stack, tool_log: Path
+) -> None:
+    mark = uuid.uuid4().hex[:8]
+    key = scenario(tools_stack.provider, [
+        {"tool_calls": [{"name": "guarded", "arguments": {"ms": 0, "mark": mark}}]},
+        {"text": "done"},
+    ])  # fmt: skip
+    async with httpx.AsyncClient(base_url=tools_stack.api_url, timeout=60) as http:
+        live = await LiveRun.start(http, {"message": key})
+        call = (await live.event("tool_call")).data["data"]
+        assert call["executor"] == "server"
+        assert call["requiresConfirmation"] is True
+        await live.event("tool_status", status="awaiting_confirmation")
+        assert runs_of(tool_log, mark) == (0, 0)  # nothing runs before the decision
+        decided = await http.post(
+            "/api/copilot/confirm", json={"toolCallId": call["id"], "status": "accepted"}
+        )
+        assert decided.status_code == 200, decided.text
+        await live.finished()
+        await live.close()
+    assert runs_of(tool_log, mark) == (1, 1)
+    # The same tool in a run that auto-executes goes ahead without asking.
+    auto_mark = uuid.uuid4().hex[:8]
+    live, _ = await _run_tool(tools_stack, "guarded", auto_mark)
+    statuses = [f.data.get("status") for f in live.frames if f.data["type"] == "tool_status"]
+    assert "awaiting_confirmation" not in statuses
+    assert runs_of(tool_log, auto_mark) == (1, 1)

@@ -75,12 +75,13 @@ class ToolSteps:
         is_server = (call.name in input.server_tools or searches) and call.name not in client
         host_executed = not is_server and (input.host_executed or not input.delegate_client_tools)
         spec = client.get(call.name)
+        # Sim confirms on its side and never calls our confirm: no wait on its route.
+        asks = (spec is not None and spec.requires_confirmation) or (
+            is_server and call.name in input.confirm_server_tools
+        )
         needs = (call.name in input.confirm_always and not input.sim_protocol) or (
-            not input.auto_execute
-            and not input.host_executed
-            and spec is not None
-            and spec.requires_confirmation
-        )  # Sim confirms on its side and never calls our confirm: no wait on its route
+            asks and not input.auto_execute and not input.host_executed
+        )
         tool = ToolState(
             call=call,
             executor="server" if is_server else "client",

@@ -34,6 +34,10 @@ class ToolRegistry:
     def non_idempotent(self) -> list[str]:
         return sorted(t.name for t in self._tools.values() if not t.idempotent)
 
+    def confirming(self) -> list[str]:
+        """Tools that wait for the user's decision (unless the run auto-executes)."""
+        return sorted(t.name for t in self._tools.values() if t.requires_confirmation)
+
     def get(self, name: str) -> ServerTool | None:
         return self._tools.get(name)
 

@@ -60,4 +60,6 @@ TOOLS = [
     ServerTool("crashing", "Returns a result that is not JSON (a bug).", SCHEMA, _crash,
                idempotent=True),
     ServerTool("flaky", "Unavailable once, then works.", SCHEMA, _flaky, idempotent=True),
+    ServerTool("guarded", "Runs only once the user accepts.", SCHEMA, _slow, idempotent=True,
+               requires_confirmation=True),
 ]  # fmt: skip
