@@ -27,7 +27,7 @@ from copilot.crypto import Keyring
 from copilot.events.log import EventLog
 from copilot.providers.registry import ProviderRegistry
 from copilot.store.catalogs import CatalogCache
-from copilot.store.engine import make_engine, make_sessionmaker
+from copilot.store.engine import make_engine, make_read_sessionmaker, make_sessionmaker
 from copilot.temporal import connect
 from copilot.tools.registry import ToolRegistry
 from workflows.chat import ChatWorkflow
@@ -122,7 +122,7 @@ async def serving(
     llm = LlmActivities(
         metrics=metrics,
         catalogs=catalogs,
-        sessions=sessions,
+        sessions=make_read_sessionmaker(engine),  # it only reads: no BEGIN/ROLLBACK per read
         event_log=event_log,
         providers=ProviderRegistry(settings),
         tools=tool_registry,

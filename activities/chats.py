@@ -36,7 +36,8 @@ class ChatActivities(ChatActivityDefs):
                 content += partial
                 blocks.append({"type": "text", "text": partial, "partial": True})
         async with self._sessions.begin() as session:
-            await run_credentials.forget(session, run_id=input.run_id)  # the run is over
+            if input.forget_credential:
+                await run_credentials.forget(session, run_id=input.run_id)  # the run is over
             message_id = await repo.save_assistant_message(
                 session,
                 run_id=input.run_id,

@@ -327,6 +327,9 @@ class SaveAssistantMessageInput:
     title: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     last_seq: int | None = None
+    # The run borrowed a provider config (run_credentials): delete it now. True for runs
+    # started before this field, which may have one.
+    forget_credential: bool = True
 
 
 @dataclass

@@ -68,6 +68,7 @@ async def finish(
             title=title,
             tool_calls=ctx.tool_calls_summary(),
             last_seq=final_seq,
+            forget_credential=input.run_credential,
         ),
         patch="copilot-save-local",
     )
