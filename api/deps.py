@@ -22,7 +22,9 @@ from copilot.store import apikeys, chats, runs
 from copilot.store.models import Chat, Run
 
 
-def get_state(request: Request) -> AppState:
+# Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``
+# dependency in its thread pool, a thread hand-off on every request.
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.copilot
     return state
 
@@ -130,7 +132,7 @@ async def check_stream_key(state: AppState, principal: Principal, session: Async
         raise Unauthorized(REVOKED_TOKEN)
 
 
-def request_ip(request: Request, state: StateDep) -> str:
+async def request_ip(request: Request, state: StateDep) -> str:
     peer = request.client.host if request.client else None
     return client_ip(peer, request.headers.get("x-forwarded-for"), state.trusted_proxies)
 
