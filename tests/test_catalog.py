@@ -66,6 +66,9 @@ class _Writer:
     async def write(self, events: list[dict[str, Any]], *, text: str = "") -> None:
         self.events.extend(events)
 
+    def write_soon(self, events: list[dict[str, Any]], *, text: str = "") -> None:
+        self.events.extend(events)
+
 
 async def test_reasoning_is_bracketed_by_phases_before_the_answer() -> None:
     writer = _Writer()
