@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from activities.turn_events import Shown, TurnEvents
+from copilot.events.model import AnyEvent, to_wire
 from copilot.providers.base import Delta
 from copilot.tools.catalog import CatalogTool, bounded_view, catalog_id, search
 
@@ -63,11 +65,11 @@ class _Writer:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
 
-    async def write(self, events: list[dict[str, Any]], *, text: str = "") -> None:
-        self.events.extend(events)
+    async def write(self, events: Sequence[AnyEvent], *, text: str = "") -> None:
+        self.events.extend(to_wire(e) for e in events)
 
-    def write_soon(self, events: list[dict[str, Any]], *, text: str = "") -> None:
-        self.events.extend(events)
+    def write_soon(self, events: Sequence[AnyEvent], *, text: str = "") -> None:
+        self.events.extend(to_wire(e) for e in events)
 
 
 async def test_reasoning_is_bracketed_by_phases_before_the_answer() -> None:
