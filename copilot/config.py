@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import re
 from functools import cached_property
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,8 @@ class Settings(BaseSettings):
     # Determinism is then checked only by the test suite, which always runs the full sandbox;
     # STRICT_SANDBOX wins when both are set.
     unsandboxed_workflows: bool = Field(False, validation_alias="UNSANDBOXED_WORKFLOWS")
+    # The API's and the worker's event loop: uvloop where installed (auto), or asyncio's own.
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field("auto", validation_alias="EVENT_LOOP")
     temporal_tls_cert: str | None = Field(None, validation_alias="TEMPORAL_TLS_CERT")
     temporal_tls_key: str | None = Field(None, validation_alias="TEMPORAL_TLS_KEY")
     temporal_tls_ca: str | None = Field(None, validation_alias="TEMPORAL_TLS_CA")

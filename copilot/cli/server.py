@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -53,6 +54,7 @@ def api(
         access_log=True,
         timeout_graceful_shutdown=5,
         proxy_headers=False,
+        loop=settings.event_loop,
     )
 
 
@@ -64,7 +66,22 @@ def worker() -> None:
     settings = Settings()
     settings.require_runtime()
     setup_logging(settings.log_level)
-    asyncio.run(run_worker(settings))
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        runner.run(run_worker(settings))
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop (``auto``: where it is installed, as uvicorn picks it for the API), or
+    asyncio's own (None)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SettingsError("EVENT_LOOP=uvloop, but uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
 
 
 @reports_errors("copilot migrate")
