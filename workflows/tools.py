@@ -52,6 +52,14 @@ class ToolSteps:
     async def run_all(self, input: ChatRunInput, record: TurnRecord) -> None:
         """The tool calls of one model turn, concurrently; their outcomes onto ``record``."""
         tools = [self.new(input, call) for call in record.tool_calls]
+        await self.record(input, tools, patch="copilot-record-tools-local")
+        await self._events.emit([call_event(t, self.sim_protocol()) for t in tools])
+        await asyncio.gather(*(self.run(input, t) for t in tools))
+        record.outcomes = [t.outcome for t in tools if t.outcome is not None]
+
+    async def record(self, input: ChatRunInput, tools: list[ToolState], *, patch: str) -> None:
+        """The calls' rows in PostgreSQL, before anything runs (a local activity; ``patch``
+        names the change that made it one, per call site, for runs started before)."""
         await short_io(
             ToolActivityDefs.record_tool_calls,
             RecordToolCallsInput(
@@ -59,15 +67,12 @@ class ToolSteps:
                 chat_id=input.chat_id,
                 tenant_id=input.tenant_id,
                 user_id=input.user_id,
-                calls=record.tool_calls,
+                calls=[t.call for t in tools],
                 executors=[t.executor for t in tools],
                 host_executed=[t.host_executed for t in tools],
             ),
-            patch="copilot-record-tools-local",
+            patch=patch,
         )
-        await self._events.emit([call_event(t, self.sim_protocol()) for t in tools])
-        await asyncio.gather(*(self.run(input, t) for t in tools))
-        record.outcomes = [t.outcome for t in tools if t.outcome is not None]
 
     def new(self, input: ChatRunInput, call: ToolCall) -> ToolState:
         client = {t.name: t for t in input.client_tools}

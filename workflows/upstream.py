@@ -22,21 +22,20 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from copilot.activity_defs import ToolActivityDefs, UpstreamActivityDefs
+    from copilot.activity_defs import UpstreamActivityDefs
     from copilot.types import (
         RUN_COMPLETED,
         ChatRunInput,
         ClaimLogInput,
         OutboxBatch,
         OutboxPoll,
-        RecordToolCallsInput,
         ReportToolInput,
         ToolCall,
         ToolOutcome,
         TurnRecord,
     )
 
-from workflows.calls import IO_RETRY, REPORT_RETRY, short_io
+from workflows.calls import IO_RETRY, REPORT_RETRY
 from workflows.events import EventWriter, call_event, outcome_event
 from workflows.llm_turn import LlmTurn
 from workflows.run_context import RunContext, ToolState
@@ -143,19 +142,7 @@ class UpstreamTurn:
             )
         tool.host_executed = tool.host_executed and tool.outcome is None
         tool.waiting_host = tool.waiting_host and tool.outcome is None
-        await short_io(
-            ToolActivityDefs.record_tool_calls,
-            RecordToolCallsInput(
-                run_id=input.run_id,
-                chat_id=input.chat_id,
-                tenant_id=input.tenant_id,
-                user_id=input.user_id,
-                calls=[data],
-                executors=[tool.executor],
-                host_executed=[tool.host_executed],
-            ),
-            patch="copilot-backend-record-local",
-        )
+        await self._tools.record(input, [tool], patch="copilot-backend-record-local")
         await self._events.emit([call_event(tool, self._tools.sim_protocol())])
         if tool.outcome is None:
             await self._tools.run(input, tool)
