@@ -30,7 +30,6 @@ from copilot.sim import resolve_sim_model
 from copilot.sim.models import SIM_MODELS
 from copilot.store import catalogs, repo, run_credentials
 from copilot.store.run_credentials import ProviderConfig
-from copilot.tools.catalog import CatalogTool
 from copilot.types import RUN_RUNNING, AbortInput, AbortResult, ChatRunInput, ToolSpec
 
 log = logging.getLogger("copilot.api")
@@ -310,7 +309,7 @@ async def _tool_catalog(
         offered, deferred = offered[:limit], offered[limit:] + deferred
     if not deferred:
         return offered, None
-    entries = [CatalogTool(t.name, t.description, t.input_schema) for t in deferred]
+    entries = [ToolSpec(t.name, t.description, t.input_schema) for t in deferred]
     async with state.sessions.begin() as session:
         key = await catalogs.save_catalog(session, tools=entries)
     return offered, (key, len(entries))

@@ -66,6 +66,14 @@ class ToolSpec:
     input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     requires_confirmation: bool = False
 
+    def to_json(self) -> dict[str, Any]:
+        """What a model reads of it (a catalog's stored form; a search result)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema,
+        }
+
 
 @dataclass
 class ToolCall:

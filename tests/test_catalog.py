@@ -11,11 +11,12 @@ import pytest
 from activities.turn_events import Shown, TurnEvents
 from copilot.events.model import AnyEvent, to_wire
 from copilot.providers.base import Delta
-from copilot.tools.catalog import CatalogTool, bounded_view, catalog_id, search
+from copilot.tools.catalog import bounded_view, catalog_id, search
+from copilot.types import ToolSpec
 
 
-def _tool(name: str, description: str) -> CatalogTool:
-    return CatalogTool(name, description, {"type": "object", "properties": {}})
+def _tool(name: str, description: str) -> ToolSpec:
+    return ToolSpec(name, description, {"type": "object", "properties": {}})
 
 
 TOOLS = [
@@ -39,7 +40,7 @@ def test_search_ranks_name_matches_first_and_is_deterministic() -> None:
 
 
 def test_a_catalog_key_depends_on_content_not_on_object_identity() -> None:
-    copies = [CatalogTool(t.name, t.description, dict(t.input_schema)) for t in TOOLS]
+    copies = [ToolSpec(t.name, t.description, dict(t.input_schema)) for t in TOOLS]
     assert catalog_id(TOOLS) == catalog_id(copies)
     assert catalog_id(TOOLS) != catalog_id(TOOLS[:-1])
 

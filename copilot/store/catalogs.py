@@ -10,10 +10,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from copilot.store.models import ToolCatalog, ToolResult
-from copilot.tools.catalog import CatalogTool, catalog_id
+from copilot.tools.catalog import catalog_id
+from copilot.types import ToolSpec
 
 
-async def save_catalog(session: AsyncSession, *, tools: list[CatalogTool]) -> str:
+async def save_catalog(session: AsyncSession, *, tools: list[ToolSpec]) -> str:
     """Store the catalog unless it is there already (the usual case: a megabyte is sent to
     PostgreSQL once, not with every message)."""
     key = catalog_id(tools)
@@ -26,10 +27,10 @@ async def save_catalog(session: AsyncSession, *, tools: list[CatalogTool]) -> st
     return key
 
 
-async def load_catalog(session: AsyncSession, *, key: str) -> list[CatalogTool]:
+async def load_catalog(session: AsyncSession, *, key: str) -> list[ToolSpec]:
     tools = await session.scalar(select(ToolCatalog.tools).where(ToolCatalog.id == key))
     return [
-        CatalogTool(str(t["name"]), str(t.get("description", "")), dict(t["input_schema"]))
+        ToolSpec(str(t["name"]), str(t.get("description", "")), dict(t["input_schema"]))
         for t in tools or []
     ]
 
@@ -75,9 +76,9 @@ class CatalogCache:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], size: int = 8) -> None:
         self._sessions = sessions
         self._size = size
-        self._entries: OrderedDict[str, dict[str, CatalogTool]] = OrderedDict()
+        self._entries: OrderedDict[str, dict[str, ToolSpec]] = OrderedDict()
 
-    async def get(self, key: str) -> dict[str, CatalogTool]:
+    async def get(self, key: str) -> dict[str, ToolSpec]:
         tools = self._entries.get(key)
         if tools is None:
             async with self._sessions() as session:

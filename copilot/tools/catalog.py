@@ -18,12 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
-from copilot.types import SEARCH_TOOL
+from copilot.types import SEARCH_TOOL, ToolSpec
 
-__all__ = ["SEARCH_TOOL", "CatalogTool", "bounded_view", "catalog_id", "search"]
+__all__ = ["SEARCH_TOOL", "bounded_view", "catalog_id", "search"]
 
 SEARCH_LIMIT_DEFAULT = 5
 SEARCH_LIMIT_MAX = 15
@@ -59,21 +58,7 @@ def search_description(size: int) -> str:
     )
 
 
-@dataclass(frozen=True)
-class CatalogTool:
-    name: str
-    description: str
-    input_schema: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "input_schema": self.input_schema,
-        }
-
-
-def catalog_id(tools: list[CatalogTool]) -> str:
+def catalog_id(tools: list[ToolSpec]) -> str:
     """The catalog's key: the hash of its content (Sim sends the same one every message)."""
     canonical = json.dumps([t.to_json() for t in tools], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -86,13 +71,13 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def search(tools: list[CatalogTool], query: str, limit: int) -> list[CatalogTool]:
+def search(tools: list[ToolSpec], query: str, limit: int) -> list[ToolSpec]:
     """Best matches first: query words in the tool's name count most, then in its
     description. Deterministic (ties by name)."""
     terms = [w for w in _words(query) if len(w) > 1] or _words(query)
     if not terms:
         return []
-    scored: list[tuple[float, str, CatalogTool]] = []
+    scored: list[tuple[float, str, ToolSpec]] = []
     for tool in tools:
         name_words = set(_words(tool.name))
         name = tool.name.lower()
