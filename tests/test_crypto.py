@@ -24,6 +24,7 @@ from copilot.store import provider_keys as keys
 from copilot.store.engine import async_url
 from copilot.store.models import ProviderKey
 from tests.conftest import Services
+from tests.pg import schema_sessions
 
 OWNER = Owner(tenant_id="t1", user_id="alice", provider="anthropic", row_id="pk_1")
 SECRET = "sk-ant-api03-very-secret-value"
@@ -122,23 +123,8 @@ def test_rotate_keys_command_has_help() -> None:
 
 @pytest.fixture
 async def sessions(services: Services) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    schema = f"rot_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(async_url(services.database_url))
-    async with admin.begin() as conn:
-        await conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = create_async_engine(
-        async_url(services.database_url),
-        connect_args={"server_settings": {"search_path": schema}},
-    )
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda c: ProviderKey.metadata.create_all(c, [ProviderKey.__table__]))
-    try:
-        yield async_sessionmaker(engine, expire_on_commit=False)
-    finally:
-        await engine.dispose()
-        async with admin.begin() as conn:
-            await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        await admin.dispose()
+    async with schema_sessions(services.database_url, "rot", [ProviderKey.__table__]) as made:
+        yield made
 
 
 async def test_reencrypt_moves_old_rows_to_the_primary_and_reports_broken_ones(

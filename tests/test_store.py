@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from copilot.store import chats, messages, repo, runs, stats, tool_calls
-from copilot.store.engine import async_url
-from copilot.store.models import Base
 from tests.conftest import Services
+from tests.pg import schema_sessions
 
 OWNER = {"tenant_id": "acme", "user_id": "alice"}
 
 
 @pytest.fixture
 async def sessions(services: Services) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    schema = f"store_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(async_url(services.database_url))
-    async with admin.begin() as conn:
-        await conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = create_async_engine(
-        async_url(services.database_url),
-        connect_args={"server_settings": {"search_path": schema}},
-    )
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    try:
-        yield async_sessionmaker(engine, expire_on_commit=False)
-    finally:
-        await engine.dispose()
-        async with admin.begin() as conn:
-            await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        await admin.dispose()
+    async with schema_sessions(services.database_url, "store") as made:
+        yield made
 
 
 async def _start(session: AsyncSession, *, chat_id: str, message: str, **owner: str) -> runs.Run:
